@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `make run`: migrate a local SQLite database, mint demo tokens, start jitgate with the
+# example policy. Tokens are written to .demo-tokens (source it to use the CLI); set
+# DEMO_TOKENS, JITGATE_DATABASE_URL, JITGATE_POLICY or PORT to put things elsewhere.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+JG="$ROOT/.venv/bin/jitgate"
+export JITGATE_DATABASE_URL="${JITGATE_DATABASE_URL:-sqlite:///$ROOT/jitgate.db}"
+export JITGATE_POLICY="${JITGATE_POLICY:-$ROOT/examples/policy.yaml}"
+TOKENS="${DEMO_TOKENS:-$ROOT/.demo-tokens}"
+PORT="${PORT:-8080}"
+
+$JG policy check "$JITGATE_POLICY"
+$JG db upgrade
+
+umask 077
+: > "$TOKENS"
+for who in jane.doe@example.com sam@example.com sue@example.com mark.lee@example.com \
+           priya@example.com lee@example.com dana@example.com sec@example.com; do
+  var="TOKEN_$(echo "${who%%@*}" | tr '.a-z-' '_A-Z_')"
+  echo "export $var=$($JG token create "$who")" >> "$TOKENS"
+done
+echo "export TOKEN_GATEWAY=$($JG token create --service demo-gateway)" >> "$TOKENS"
+ONCALL=$($JG policy oncall sre)
+echo "export TOKEN_SRE_ONCALL=$(grep "TOKEN_$(echo "${ONCALL%%@*}" | tr '.a-z-' '_A-Z_')=" "$TOKENS" | cut -d= -f2)" >> "$TOKENS"
+echo "export JITGATE_SERVER=http://127.0.0.1:$PORT" >> "$TOKENS"
+echo "export JITGATE_POLICY=$JITGATE_POLICY" >> "$TOKENS"
+echo "export PATH=$ROOT/.venv/bin:\$PATH" >> "$TOKENS"
+
+cat <<MSG
+
+jitgate is starting at http://127.0.0.1:$PORT  (API docs: http://127.0.0.1:$PORT/docs)
+policy:   $JITGATE_POLICY
+database: $JITGATE_DATABASE_URL
+
+Demo tokens (also in .demo-tokens; run: source .demo-tokens):
+$(grep TOKEN_ "$TOKENS" | sed 's/^export /  /')
+
+Try:  source .demo-tokens
+      JITGATE_TOKEN=\$TOKEN_JANE_DOE jitgate request sre-oncall --for 2h --reason "INC-12345"
+
+MSG
+exec $JG serve --port "$PORT"

@@ -1,0 +1,1 @@
+"""Adapters: the edges of jitgate (policy files, database, backends, notifiers)."""

@@ -1,0 +1,149 @@
+"""Sessions, API tokens, idempotency keys and the notification outbox. None commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from jitgate.adapters.db import tables as t
+from jitgate.service.ports import Notification, Principal, Session
+
+S = t.sessions
+
+
+def _session(row: Any) -> Session:
+    m = row._mapping
+    return Session(
+        m["id"],
+        m["request_id"],
+        m["user"],
+        m["resource"],
+        m["kind"],
+        m["started_at"],
+        m["ended_at"],
+        m["recording_url"],
+        m["end_reason"],
+    )
+
+
+class SqlSessions:
+    def __init__(self, conn: sa.Connection, *, row_locks: bool) -> None:
+        self._conn = conn
+        self._row_locks = row_locks
+
+    def add(self, session: Session) -> None:
+        self._conn.execute(S.insert().values(**_session_row(session)))
+
+    def get(self, session_id: str, *, for_update: bool = False) -> Session | None:
+        stmt = sa.select(S).where(S.c.id == session_id)
+        if for_update and self._row_locks:
+            stmt = stmt.with_for_update()
+        row = self._conn.execute(stmt).first()
+        return _session(row) if row else None
+
+    def save(self, session: Session) -> None:
+        values = _session_row(session)
+        del values["id"]
+        self._conn.execute(S.update().where(S.c.id == session.id).values(**values))
+
+    def of_request(self, request_id: str, *, open_only: bool = False) -> list[Session]:
+        stmt = sa.select(S).where(S.c.request_id == request_id)
+        if open_only:
+            stmt = stmt.where(S.c.ended_at.is_(None))
+        return [_session(r) for r in self._conn.execute(stmt.order_by(S.c.started_at))]
+
+    def open_by_request(self, request_ids: Sequence[str]) -> dict[str, list[Session]]:
+        found: dict[str, list[Session]] = {}
+        for start in range(0, len(request_ids), 500):
+            chunk = list(request_ids[start : start + 500])
+            stmt = sa.select(S).where(S.c.request_id.in_(chunk), S.c.ended_at.is_(None))
+            for row in self._conn.execute(stmt):
+                session = _session(row)
+                found.setdefault(session.request_id, []).append(session)
+        return found
+
+
+def _session_row(s: Session) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "request_id": s.request_id,
+        "user": s.user,
+        "resource": s.resource,
+        "kind": s.kind,
+        "started_at": s.started_at,
+        "ended_at": s.ended_at,
+        "recording_url": s.recording_url,
+        "end_reason": s.end_reason,
+    }
+
+
+class SqlTokens:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    def add(self, token_hash: str, principal: Principal, now: datetime) -> None:
+        self._conn.execute(
+            t.api_tokens.insert().values(
+                token_hash=token_hash,
+                kind=principal.kind,
+                subject=principal.subject,
+                created_at=now,
+            )
+        )
+
+    def find(self, token_hash: str) -> Principal | None:
+        T = t.api_tokens
+        row = self._conn.execute(
+            sa.select(T.c.kind, T.c.subject).where(
+                T.c.token_hash == token_hash, T.c.revoked_at.is_(None)
+            )
+        ).first()
+        return Principal(row.kind, row.subject) if row else None
+
+
+class SqlIdempotencyKeys:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    def get(self, subject: str, key: str) -> tuple[str, str] | None:
+        K = t.idempotency_keys
+        row = self._conn.execute(
+            sa.select(K.c.body_hash, K.c.request_id).where(K.c.subject == subject, K.c.key == key)
+        ).first()
+        return (row.body_hash, row.request_id) if row else None
+
+    def put(self, subject: str, key: str, body_hash: str, request_id: str, now: datetime) -> None:
+        self._conn.execute(
+            t.idempotency_keys.insert().values(
+                subject=subject, key=key, body_hash=body_hash, request_id=request_id, created_at=now
+            )
+        )
+
+
+class SqlOutbox:
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    def add(self, notifications: Sequence[Notification], now: datetime) -> None:
+        import uuid
+
+        rows = [
+            {
+                "id": str(uuid.uuid4()),
+                "created_at": now,
+                "event": n.event,
+                "request_id": n.request_id,
+                "channel": n.channel,
+                "recipient": n.recipient,
+                "payload": n.payload,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+            }
+            for n in notifications
+        ]
+        if rows:
+            self._conn.execute(t.outbox.insert(), rows)

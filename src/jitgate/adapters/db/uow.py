@@ -1,0 +1,81 @@
+"""The SQL unit of work: one connection, one transaction; commit is explicit, and leaving
+the block without it rolls back. A write unit on SQLite holds the process write lock and
+``BEGIN IMMEDIATE`` from the first statement, so a read-modify-write never interleaves."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import sqlalchemy as sa
+
+from jitgate.adapters.db.audit_repo import SqlAuditLog
+from jitgate.adapters.db.engine import Database
+from jitgate.adapters.db.misc_repos import SqlIdempotencyKeys, SqlOutbox, SqlSessions, SqlTokens
+from jitgate.adapters.db.requests_repo import SqlRequests
+
+
+class SqlUnitOfWork:
+    requests: SqlRequests
+    audit: SqlAuditLog
+    sessions: SqlSessions
+    tokens: SqlTokens
+    idempotency: SqlIdempotencyKeys
+    outbox: SqlOutbox
+
+    def __init__(self, db: Database, *, write: bool = True) -> None:
+        self._db = db
+        self._write = write
+        self._conn: sa.Connection | None = None
+        self._locked = False
+
+    def __enter__(self) -> SqlUnitOfWork:
+        if self._write and self._db.is_sqlite:
+            self._db.write_lock.acquire()
+            self._locked = True
+        try:
+            conn = self._db.engine.connect().execution_options(jitgate_write=self._write)
+            conn.begin()
+        except BaseException:
+            self._release()
+            raise
+        self._conn = conn
+        locks = not self._db.is_sqlite
+        self.requests = SqlRequests(conn, row_locks=locks)
+        self.audit = SqlAuditLog(conn, row_locks=locks)
+        self.sessions = SqlSessions(conn, row_locks=locks)
+        self.tokens = SqlTokens(conn)
+        self.idempotency = SqlIdempotencyKeys(conn)
+        self.outbox = SqlOutbox(conn)
+        return self
+
+    def commit(self) -> None:
+        assert self._conn is not None
+        self._conn.commit()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._conn is not None:
+                if self._conn.in_transaction():
+                    self._conn.rollback()
+                self._conn.close()
+        finally:
+            self._conn = None
+            self._release()
+
+    def _release(self) -> None:
+        if self._locked:
+            self._locked = False
+            self._db.write_lock.release()
+
+
+class SqlUnitOfWorkFactory:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def __call__(self, *, write: bool = True) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.db, write=write)

@@ -1,0 +1,11 @@
+"""Policy files (SPEC §2): YAML -> validated ``jitgate.domain.policy.Policy``.
+
+Invariants: loading never reads the environment or anything but the given
+file(s); every problem is reported with its file, line and key path; a policy
+is returned only when it has no problem.
+"""
+
+from jitgate.adapters.policy.load import load_policy, load_policy_text
+from jitgate.adapters.policy.problems import PolicyError, PolicyProblem
+
+__all__ = ["PolicyError", "PolicyProblem", "load_policy", "load_policy_text"]

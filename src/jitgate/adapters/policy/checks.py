@@ -1,0 +1,181 @@
+"""Typed readers for plain policy data; each reports a problem instead of raising.
+
+Invariants:
+- a reader returns the typed value, or ``None`` after recording exactly one
+  problem at the path it was given (never raises for bad input);
+- ``None`` input to an optional section reads as empty;
+- emails are returned lower-cased; datetimes are returned timezone-aware in UTC
+  (a naive one is taken as UTC);
+- messages quote keys and short scalar values, never a whole mapping.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Collection, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from jitgate.adapters.policy.problems import (
+    Location,
+    Path,
+    PolicyProblem,
+    locate,
+    render_path,
+)
+from jitgate.domain.durations import parse_duration
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+def _short(value: object) -> str:
+    text = value.isoformat() if isinstance(value, date) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class Checker:
+    """Collects problems against the locations of one (possibly merged) document."""
+
+    def __init__(self, locs: Mapping[Path, Location], file: str) -> None:
+        self.locs = locs
+        self.file = file
+        self.problems: list[PolicyProblem] = []
+
+    def error(self, path: Path, message: str) -> None:
+        where = locate(self.locs, path, self.file)
+        self.problems.append(PolicyProblem(where.file, where.line, render_path(path), message))
+
+    def mapping(
+        self,
+        value: Any,
+        path: Path,
+        allowed: Collection[str],
+        required: Collection[str] = (),
+    ) -> dict[str, Any] | None:
+        """A mapping whose keys are all in ``allowed`` and include ``required``."""
+        if not isinstance(value, dict):
+            self.error(path, f"must be a mapping with keys {', '.join(sorted(allowed))}")
+            return None
+        for key in value:
+            if key not in allowed:
+                self.error((*path, key), _unknown(key, allowed))
+        for key in required:
+            if key not in value:
+                self.error((*path, key), f"{key!r} is required")
+        return value
+
+    def section(self, value: Any, path: Path) -> dict[str, Any]:
+        """An optional mapping of named entries; absent or empty reads as ``{}``."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.error(path, "must be a mapping of names to entries")
+            return {}
+        return value
+
+    def items(self, value: Any, path: Path, *, non_empty: bool = False) -> list[Any] | None:
+        if not isinstance(value, list):
+            self.error(path, "must be a list")
+            return None
+        if non_empty and not value:
+            self.error(path, "must not be empty")
+            return None
+        return value
+
+    def text(self, value: Any, path: Path) -> str | None:
+        if not isinstance(value, str) or not value.strip():
+            self.error(path, f"must be a non-empty string, not {_short(value)}")
+            return None
+        return value.strip()
+
+    def name(self, value: Any, path: Path) -> str | None:
+        text = self.text(value, path)
+        if text is not None and not _NAME.match(text):
+            self.error(path, f"{text!r} is not a valid name (letters, digits, . _ - : / @ +)")
+            return None
+        return text
+
+    def email(self, value: Any, path: Path) -> str | None:
+        text = self.text(value, path)
+        if text is not None and not _EMAIL.match(text):
+            self.error(path, f"{text!r} is not an email address")
+            return None
+        return text.lower() if text is not None else None
+
+    def names(self, value: Any, path: Path, *, non_empty: bool = False) -> tuple[str, ...]:
+        listed = self.items(value, path, non_empty=non_empty)
+        if listed is None:
+            return ()
+        found = (self.name(item, (*path, i)) for i, item in enumerate(listed))
+        return tuple(dict.fromkeys(n for n in found if n is not None))
+
+    def emails(self, value: Any, path: Path, *, non_empty: bool = False) -> tuple[str, ...]:
+        listed = self.items(value, path, non_empty=non_empty)
+        if listed is None:
+            return ()
+        found = (self.email(item, (*path, i)) for i, item in enumerate(listed))
+        return tuple(e for e in found if e is not None)
+
+    def flag(self, value: Any, path: Path) -> bool | None:
+        if not isinstance(value, bool):
+            self.error(path, f"must be true or false, not {_short(value)}")
+            return None
+        return value
+
+    def integer(self, value: Any, path: Path, *, minimum: int) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.error(path, f"must be a whole number >= {minimum}, not {_short(value)}")
+            return None
+        return value
+
+    def choice(self, value: Any, path: Path, choices: Collection[str]) -> str | None:
+        if value not in choices:
+            self.error(path, f"must be one of {', '.join(choices)}, not {_short(value)}")
+            return None
+        return str(value)
+
+    def duration(self, value: Any, path: Path) -> timedelta | None:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.error(path, str(exc))
+            return None
+
+    def instant(self, value: Any, path: Path) -> datetime | None:
+        """An ISO-8601 date and time (YAML timestamp or string); naive means UTC."""
+        moment = value if isinstance(value, datetime) else _iso_datetime(value)
+        if moment is None:
+            self.error(
+                path,
+                f"must be an ISO-8601 date and time like 2026-01-05T09:00:00Z, not {_short(value)}",
+            )
+            return None
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+
+    def ordered(
+        self, low: timedelta | None, high: timedelta | None, path: Path, message: str
+    ) -> None:
+        """Report ``message`` at ``path`` when both bounds are known and ``low > high``."""
+        if low is not None and high is not None and low > high:
+            self.error(path, message)
+
+
+def _iso_datetime(value: Any) -> datetime | None:
+    """A string holding a date *and* a time; a bare date is not an instant."""
+    text = value.strip() if isinstance(value, str) else ""
+    if "T" not in text.upper() and " " not in text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _unknown(key: str, allowed: Collection[str]) -> str:
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown key {key!r}{hint} (allowed: {', '.join(sorted(allowed))})"

@@ -1,0 +1,143 @@
+"""Loading a policy: file or folder -> validated, immutable ``Policy``.
+
+Invariants:
+- nothing happens at import time; a load reads only the given file(s) and never
+  the environment (``*_env`` keys are names, resolved later by plugins);
+- a load returns a ``Policy`` only when there is no problem at all; otherwise it
+  raises ``PolicyError`` listing every problem, in file and line order;
+- ``Policy.digest`` is the sha256 of the raw bytes read (files concatenated in
+  name order for a folder);
+- a folder means its ``*.yaml``/``*.yml`` files (not hidden, not recursive).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path as FsPath
+from typing import Any
+
+from jitgate.adapters.policy.approval import read_approval
+from jitgate.adapters.policy.checks import Checker
+from jitgate.adapters.policy.directory import read_directory
+from jitgate.adapters.policy.lines import Document, parse_document
+from jitgate.adapters.policy.merge import merge_documents
+from jitgate.adapters.policy.plugins import read_backends, read_notifications
+from jitgate.adapters.policy.problems import PolicyError, PolicyProblem, sort_problems
+from jitgate.adapters.policy.sections import (
+    read_purposes,
+    read_resources,
+    read_roles,
+    read_settings,
+)
+from jitgate.domain.policy import Policy
+
+SUPPORTED_VERSION = 1
+TOP_KEYS = (
+    "version",
+    "settings",
+    "directory",
+    "resources",
+    "roles",
+    "purposes",
+    "approval",
+    "notifications",
+    "backends",
+)
+_SUFFIXES = (".yaml", ".yml")
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """Load a policy file, or a folder of ``*.yaml``/``*.yml`` files merged by name order."""
+    given = str(path)
+    target = FsPath(path)
+    if target.is_dir():
+        files = sorted(
+            (p for p in target.iterdir() if p.suffix in _SUFFIXES and not p.name.startswith(".")),
+            key=lambda p: p.name,
+        )
+        if not files:
+            raise PolicyError([PolicyProblem(given, 1, "", "folder has no *.yaml or *.yml file")])
+        sources = [(str(p), _read(p, str(p))) for p in files]
+    else:
+        sources = [(given, _read(target, given))]
+    return _build(sources)
+
+
+def load_policy_text(text: str, filename: str = "<policy>") -> Policy:
+    """Load a policy from a string (tests, ``policy check -``)."""
+    return _build([(filename, text.encode("utf-8"))])
+
+
+def _read(path: FsPath, name: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise PolicyError([PolicyProblem(name, 1, "", f"cannot read policy: {reason}")]) from None
+
+
+def _build(sources: list[tuple[str, bytes]]) -> Policy:
+    problems: list[PolicyProblem] = []
+    docs: list[tuple[str, Document]] = []
+    unreadable = False
+    for name, raw in sources:
+        doc, found = _parse(name, raw)
+        problems.extend(found)
+        docs.append((name, doc))
+        unreadable = unreadable or (bool(found) and not isinstance(doc.data, dict))
+    if unreadable:  # checking the rest would only add noise ("version is required"...)
+        raise PolicyError(sort_problems(problems))
+    merged = docs[0][1]
+    if len(docs) > 1:
+        merged, clashes = merge_documents(docs)
+        problems.extend(clashes)
+    check = Checker(merged.locs, sources[0][0])
+    check.problems.extend(problems)
+    digest = hashlib.sha256(b"".join(raw for _, raw in sources)).hexdigest()
+    policy = _validate(check, merged.data or {}, digest)
+    if check.problems:
+        raise PolicyError(sort_problems(check.problems))
+    return policy
+
+
+def _parse(name: str, raw: bytes) -> tuple[Document, list[PolicyProblem]]:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return Document(None), [PolicyProblem(name, line, "", "file is not UTF-8 text")]
+    doc, problems = parse_document(text, name)
+    if not problems and doc.data is not None and not isinstance(doc.data, dict):
+        found = type(doc.data).__name__
+        line = doc.locs[()].line if () in doc.locs else 1
+        message = f"the top level must be a mapping (version, settings, roles, …), not a {found}"
+        problems = [PolicyProblem(name, line, "", message)]
+    return doc, problems
+
+
+def _validate(check: Checker, data: dict[str, Any], digest: str) -> Policy:
+    check.mapping(data, (), TOP_KEYS)
+    _version(check, data)
+    backends = read_backends(check, data.get("backends"))
+    directory = read_directory(check, data.get("directory"))
+    return Policy(
+        settings=read_settings(check, data.get("settings")),
+        directory=directory,
+        resources=read_resources(check, data.get("resources")),
+        roles=read_roles(check, data.get("roles"), backends),
+        purposes=read_purposes(check, data.get("purposes")),
+        approval=read_approval(check, data.get("approval"), directory.oncall),
+        notifications=read_notifications(check, data.get("notifications")),
+        backends=backends,
+        digest=digest,
+    )
+
+
+def _version(check: Checker, data: dict[str, Any]) -> None:
+    if "version" not in data:
+        check.error(("version",), f"'version: {SUPPORTED_VERSION}' is required")
+        return
+    value = data["version"]
+    if isinstance(value, bool) or value != SUPPORTED_VERSION:
+        check.error(("version",), f"unsupported version {value!r}; this jitgate reads version 1")

@@ -1,0 +1,48 @@
+"""The one place where adapters are wired to the service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jitgate.adapters.clock import SystemClock
+from jitgate.adapters.db.engine import Database, connect
+from jitgate.adapters.db.uow import SqlUnitOfWorkFactory
+from jitgate.adapters.policy import load_policy
+from jitgate.config import Settings
+from jitgate.domain.policy import Policy
+from jitgate.service.context import Context, PolicyHolder
+from jitgate.service.ports import Clock
+
+
+@dataclass
+class App:
+    """Everything a running jitgate holds: settings, database, service context."""
+
+    settings: Settings
+    db: Database
+    ctx: Context
+
+    def reload_policy(self) -> Policy:
+        """Load the policy file again; on error the last good policy stays (raises)."""
+        policy = load_policy(self.settings.policy_path)
+        self.ctx.policy.replace(policy)
+        return policy
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def bootstrap(
+    settings: Settings,
+    *,
+    policy: Policy | None = None,
+    clock: Clock | None = None,
+) -> App:
+    loaded = policy if policy is not None else load_policy(settings.policy_path)
+    db = connect(settings.database_url)
+    ctx = Context(
+        uow=SqlUnitOfWorkFactory(db),
+        clock=clock or SystemClock(),
+        policy=PolicyHolder(loaded),
+    )
+    return App(settings, db, ctx)

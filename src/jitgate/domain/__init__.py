@@ -1,0 +1,1 @@
+"""Pure rules of jitgate. Imports only the standard library; never reads a clock."""

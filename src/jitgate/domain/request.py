@@ -1,0 +1,263 @@
+"""The access request aggregate (SPEC §3). Pure: ``now`` is always an argument.
+
+Invariants:
+- every state change goes through ``check_transition`` (the table in ``states``);
+- every state change records a ``DomainEvent`` the service must persist with it;
+- a request is never edited after creation, only decided, extended (``ends_at`` moves out
+  by an approved extension, capped at ``max_total``) or ended;
+- ``honoured(now)`` is true only inside ``[starts_at, ends_at)`` of an active grant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from jitgate.domain import approval as appr
+from jitgate.domain.errors import Conflict, Forbidden, Invalid
+from jitgate.domain.events import DomainEvent
+from jitgate.domain.policy import ApprovalRule, Directory, Scope
+from jitgate.domain.states import State, check_transition
+
+SYSTEM_ACTOR = "system"
+MAX_REASON = 2000
+
+
+@dataclass
+class AccessRequest:
+    id: str
+    requester: str
+    roles: tuple[str, ...]
+    resources: tuple[str, ...]
+    scopes: tuple[Scope, ...]
+    rules: tuple[ApprovalRule, ...]
+    duration: timedelta
+    reason: str
+    urgency: str
+    purpose: str | None
+    created_at: datetime
+    expires_at: datetime
+    escalate_at: datetime
+    max_total: timedelta
+    start_at: datetime | None = None
+    state: State = State.PENDING
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    approvals: tuple[appr.Approval, ...] = ()
+    escalated: bool = False
+    extends: str | None = None
+    backends: tuple[str, ...] = ()
+    decided_at: datetime | None = None
+    closed_at: datetime | None = None
+    close_reason: str | None = None
+    expiry_warned: bool = False
+    version: int = 0
+    events: list[DomainEvent] = field(default_factory=list, compare=False, repr=False)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def evaluation(self, directory: Directory) -> appr.Evaluation:
+        return appr.evaluate(
+            self.rules,
+            self.approvals,
+            requester=self.requester,
+            directory=directory,
+            escalated=self.escalated,
+        )
+
+    def can_decide(self, person: str, directory: Directory, now: datetime) -> bool:
+        return appr.can_decide(
+            self.rules,
+            person,
+            requester=self.requester,
+            directory=directory,
+            at=now,
+            escalated=self.escalated,
+        )
+
+    def approvers_now(self, directory: Directory, now: datetime) -> frozenset[str]:
+        return appr.candidates(
+            self.rules,
+            requester=self.requester,
+            directory=directory,
+            at=now,
+            escalated=self.escalated,
+        )
+
+    def honoured(self, now: datetime) -> bool:
+        """Whether the grant may be used at ``now``: active and inside its window."""
+        return (
+            self.state is State.ACTIVE
+            and self.starts_at is not None
+            and self.ends_at is not None
+            and self.starts_at <= now < self.ends_at
+        )
+
+    def covers(self, scope: Scope, resource: str | None) -> bool:
+        """Whether this grant gives ``scope`` (or ``resource``); never more than one role gives."""
+        if self.resources:
+            return resource is not None and resource in self.resources
+        return any(mine.covers(scope) for mine in self.scopes)
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def approve(
+        self,
+        approver: str,
+        *,
+        directory: Directory,
+        now: datetime,
+        comment: str | None = None,
+        via: str = "api",
+    ) -> appr.Evaluation:
+        self._check_decider(approver, directory, now)
+        if any(a.approver == approver for a in self.approvals):
+            raise Conflict(f"{approver} has already approved this request")
+        self.approvals += (appr.Approval(approver, "approve", now, comment, via),)
+        self._record("approval.recorded", approver, decision="approve", comment=comment, via=via)
+        result = self.evaluation(directory)
+        if result.satisfied:
+            self._approve(now, actor=approver)
+        return result
+
+    def deny(
+        self, approver: str, *, reason: str, directory: Directory, now: datetime, via: str = "api"
+    ) -> None:
+        _check_reason(reason)
+        self._check_decider(approver, directory, now)
+        check_transition(self.state, State.DENIED)
+        self.approvals += (appr.Approval(approver, "deny", now, reason, via),)
+        self._record("approval.recorded", approver, decision="deny", comment=reason, via=via)
+        self.state, self.decided_at, self.closed_at = State.DENIED, now, now
+        self.close_reason = reason
+        self._record("request.denied", approver, reason=reason)
+
+    def approve_by_policy(self, now: datetime) -> None:
+        """``rule: self``: approved at creation without a person."""
+        self._approve(now, actor=appr.POLICY_ACTOR)
+
+    def _check_decider(self, person: str, directory: Directory, now: datetime) -> None:
+        if self.state is not State.PENDING:
+            raise Conflict(f"request {self.id} is {self.state.value}, not pending")
+        if now >= self.expires_at:
+            raise Conflict(f"request {self.id} expired at {self.expires_at.isoformat()}")
+        if person == self.requester:
+            raise Forbidden("the requester can never approve or deny their own request")
+        if not self.can_decide(person, directory, now):
+            raise Forbidden(f"{person} is not an eligible approver of request {self.id}")
+
+    def _approve(self, now: datetime, *, actor: str) -> None:
+        check_transition(self.state, State.APPROVED)
+        begin = max(now, self.start_at) if self.start_at else now
+        planned_end = (self.start_at or now) + self.duration
+        self.state, self.decided_at = State.APPROVED, now
+        self.starts_at, self.ends_at = begin, max(begin, planned_end)
+        self._record(
+            "request.approved",
+            actor,
+            starts_at=self.starts_at.isoformat(),
+            ends_at=self.ends_at.isoformat(),
+        )
+
+    # -- lifecycle driven by time ----------------------------------------------------------
+
+    def activate(self, now: datetime) -> None:
+        """``approved -> active`` once the window has begun and the backends applied."""
+        check_transition(self.state, State.ACTIVE)
+        assert self.starts_at is not None and self.ends_at is not None
+        if now < self.starts_at:
+            raise Conflict(f"grant of {self.id} starts at {self.starts_at.isoformat()}")
+        self.state = State.ACTIVE
+        self._record(
+            "access.granted",
+            SYSTEM_ACTOR,
+            starts_at=self.starts_at.isoformat(),
+            ends_at=self.ends_at.isoformat(),
+            roles=list(self.roles),
+            resources=list(self.resources),
+            scope=[s.__dict__ for s in self.scopes],
+        )
+
+    def expire_pending(self, now: datetime) -> None:
+        check_transition(self.state, State.EXPIRED)
+        if now < self.expires_at:
+            raise Conflict(f"request {self.id} is pending until {self.expires_at.isoformat()}")
+        self.state, self.closed_at, self.close_reason = State.EXPIRED, now, "no decision in time"
+        self._record("request.expired", SYSTEM_ACTOR, pending_since=self.created_at.isoformat())
+
+    def escalate(self, now: datetime) -> None:
+        if self.state is not State.PENDING or self.escalated:
+            raise Conflict(f"request {self.id} cannot be escalated now")
+        self.escalated = True
+        self._record(
+            "request.escalated",
+            SYSTEM_ACTOR,
+            escalate_to=[s.as_dict() for r in self.rules for s in r.escalate_to],
+        )
+
+    def warn_expiring(self, now: datetime) -> None:
+        self.expiry_warned = True
+        self._record("access.expiring", SYSTEM_ACTOR, ends_at=_iso(self.ends_at))
+
+    def expire(self, now: datetime, *, open_sessions: list[dict[str, Any]]) -> None:
+        check_transition(self.state, State.EXPIRED)
+        if self.ends_at is None or now < self.ends_at:
+            raise Conflict(f"grant of {self.id} has not ended")
+        self.state, self.closed_at, self.close_reason = State.EXPIRED, now, "grant ended"
+        self._record(
+            "access.expired",
+            SYSTEM_ACTOR,
+            ends_at=_iso(self.ends_at),
+            sessions_open=open_sessions,
+        )
+
+    def revoke(self, actor: str, *, reason: str, now: datetime, is_admin: bool) -> None:
+        _check_reason(reason)
+        if actor != self.requester and not is_admin:
+            raise Forbidden("only the requester or an admin can revoke a request")
+        was = self.state
+        check_transition(was, State.REVOKED)
+        self.state, self.closed_at, self.close_reason = State.REVOKED, now, reason
+        if was is State.PENDING:
+            self._record("request.revoked", actor, reason=reason, withdrawn=True)
+        else:
+            self._record("access.revoked", actor, reason=reason, ends_at=_iso(self.ends_at))
+            if self.ends_at is not None and now < self.ends_at:
+                self.ends_at = max(now, self.starts_at or now)
+
+    def extend(self, extension: AccessRequest, now: datetime) -> timedelta:
+        """Move ``ends_at`` out by an approved extension; never past ``max_total`` in all."""
+        if self.state not in (State.APPROVED, State.ACTIVE) or self.ends_at is None:
+            raise Conflict(f"request {self.id} is {self.state.value}; it cannot be extended")
+        if now >= self.ends_at:
+            raise Conflict(f"grant of {self.id} ended at {self.ends_at.isoformat()}")
+        assert self.starts_at is not None
+        old_end = self.ends_at
+        self.ends_at = min(old_end + extension.duration, self.starts_at + self.max_total)
+        self.expiry_warned = False
+        self._record(
+            "access.extended",
+            extension.requester,
+            extension=extension.id,
+            previous_ends_at=old_end.isoformat(),
+            ends_at=self.ends_at.isoformat(),
+        )
+        return self.ends_at - old_end
+
+    def _record(self, type_: str, actor: str, **data: Any) -> None:
+        self.events.append(DomainEvent(type_, actor, self.id, data))
+
+    def copy(self) -> AccessRequest:
+        return replace(self, events=[])
+
+
+def _check_reason(reason: str) -> None:
+    if not reason or not reason.strip():
+        raise Invalid("a reason is required")
+    if len(reason) > MAX_REASON:
+        raise Invalid(f"reason is longer than {MAX_REASON} characters")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

@@ -1,0 +1,78 @@
+"""The FastAPI app factory. Nothing is built at import time: ``create_app(app)`` does it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from jitgate import __version__
+from jitgate.bootstrap import App
+from jitgate.entrypoints.api import problems, routes_admin, routes_requests, routes_service
+from jitgate.entrypoints.api.schemas import Problem
+
+MAX_BODY = 256 * 1024
+
+
+class BodyLimit:
+    """Refuse bodies over ``MAX_BODY`` with 413 before reading them into memory."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        too_big = length is not None and (not length.isdigit() or int(length) > MAX_BODY)
+        if too_big:
+            response = problems.problem(413, f"request body is larger than {MAX_BODY} bytes")
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY:
+                raise ValueError("body too large")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def create_app(app: App) -> FastAPI:
+    api = FastAPI(
+        title="jitgate",
+        version=__version__,
+        description="Just-in-time privileged access broker (RFC-PAM-0001 §10).",
+    )
+    api.state.jitgate = app
+    api.state.token_cache = {}
+    problems.install(api)
+    for module in (routes_requests, routes_service, routes_admin):
+        api.include_router(module.router)
+    _register_problem_schema(api)
+    api.add_middleware(BodyLimit)
+    return api
+
+
+def _register_problem_schema(api: FastAPI) -> None:
+    original = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema:
+            return api.openapi_schema
+        schema = original()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+            Problem.model_json_schema()
+        )
+        schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        schema["security"] = [{"bearer": []}]
+        api.openapi_schema = schema
+        return schema
+
+    api.openapi = openapi  # type: ignore[method-assign]

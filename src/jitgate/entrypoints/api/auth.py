@@ -1,0 +1,66 @@
+"""Bearer-token authentication. A user token cannot call service endpoints and vice versa.
+
+Tokens are looked up by hash; a short in-process cache (seconds) keeps the hot path
+(``/v1/authorize``) off the database for the token, never for the grant.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from jitgate.bootstrap import App
+from jitgate.service.ports import Principal
+from jitgate.service.tokens import authenticate
+
+CACHE_SECONDS = 10.0
+CACHE_MAX = 10_000
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def get_app(request: Request) -> App:
+    app: App = request.app.state.jitgate
+    return app
+
+
+def _token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "missing bearer token", headers=CHALLENGE)
+    return token.strip()
+
+
+def principal(request: Request, app: Annotated[App, Depends(get_app)]) -> Principal:
+    token = _token(request)
+    cache: dict[str, tuple[Principal, float]] = request.app.state.token_cache
+    now = time.monotonic()
+    hit = cache.get(token)
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    found = authenticate(app.ctx, token=token)
+    if found is None:
+        raise HTTPException(401, "invalid or revoked token", headers=CHALLENGE)
+    if len(cache) >= CACHE_MAX:
+        cache.clear()
+    cache[token] = (found, now + CACHE_SECONDS)
+    return found
+
+
+def user(who: Annotated[Principal, Depends(principal)]) -> str:
+    if who.kind != "user":
+        raise HTTPException(403, "this endpoint takes a person's token, not a service token")
+    return who.subject
+
+
+def service(who: Annotated[Principal, Depends(principal)]) -> str:
+    if who.kind != "service":
+        raise HTTPException(403, "this endpoint takes a service token, not a person's token")
+    return who.subject
+
+
+AppDep = Annotated[App, Depends(get_app)]
+UserDep = Annotated[str, Depends(user)]
+ServiceDep = Annotated[str, Depends(service)]

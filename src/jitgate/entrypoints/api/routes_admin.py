@@ -1,0 +1,95 @@
+"""Routes of admins and operators: audit, verification, policy reload, health."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import JSONResponse
+
+from jitgate.adapters.db.migrate import current
+from jitgate.adapters.policy import PolicyError
+from jitgate.domain.events import DomainEvent
+from jitgate.entrypoints.api import schemas as s
+from jitgate.entrypoints.api.auth import AppDep, UserDep
+from jitgate.entrypoints.api.problems import PROBLEM_RESPONSES, problem
+from jitgate.service import queries
+from jitgate.service.ports import AuditQuery
+
+router = APIRouter(tags=["admin"], responses=PROBLEM_RESPONSES)
+
+
+@router.get("/v1/audit", response_model=s.AuditPage)
+def audit(
+    app: AppDep,
+    who: UserDep,
+    since: datetime | None = None,
+    type: Annotated[str | None, Query(max_length=64)] = None,
+    actor: Annotated[str | None, Query(max_length=320)] = None,
+    request_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[int | None, Query(ge=0)] = None,
+) -> s.AuditPage:
+    if since is not None and since.tzinfo is None:
+        raise HTTPException(422, "since needs a time zone (use Z or +00:00)")
+    query = AuditQuery(
+        since=since, type=type, actor=actor, request_id=request_id, after_seq=cursor, limit=limit
+    )
+    found = queries.audit_events(app.ctx, viewer=who, query=query)
+    more = str(found[-1].seq) if len(found) == limit else None
+    return s.AuditPage(items=[s.AuditOut(**e.as_dict()) for e in found], next_cursor=more)
+
+
+@router.get("/v1/audit/verify", response_model=s.VerifyOut)
+def verify(app: AppDep, who: UserDep) -> s.VerifyOut:
+    check = queries.audit_verify(app.ctx, viewer=who)
+    return s.VerifyOut(
+        ok=check.ok,
+        events=check.events,
+        head=check.head,
+        broken_at=check.broken_at,
+        problem=check.problem,
+    )
+
+
+@router.post("/v1/policy/reload")
+def reload_policy(app: AppDep, who: UserDep) -> Any:
+    if not app.ctx.policy.current.is_admin(who):
+        raise HTTPException(403, "only admins can reload the policy")
+    try:
+        policy = app.reload_policy()
+    except PolicyError as exc:
+        return problem(
+            422,
+            "policy is invalid; the last good policy stays in force",
+            problems=[str(p) for p in exc.problems],
+        )
+    with app.ctx.uow() as uow:
+        app.ctx.publish(
+            uow,
+            [DomainEvent("policy.loaded", who, None, {"digest": policy.digest, "via": "api"})],
+            None,
+            app.ctx.clock.now(),
+        )
+        uow.commit()
+    return {"ok": True, "digest": policy.digest}
+
+
+@router.get("/healthz", include_in_schema=True)
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(app: AppDep) -> Any:
+    try:
+        with app.db.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        revision = current(app.db)
+    except sa.exc.SQLAlchemyError:
+        return JSONResponse({"status": "unavailable", "detail": "database unreachable"}, 503)
+    if revision is None:
+        return JSONResponse({"status": "unavailable", "detail": "run `jitgate db upgrade`"}, 503)
+    return {"status": "ready", "schema": revision, "policy": app.ctx.policy.current.digest}

@@ -1,0 +1,200 @@
+"""Bodies and answers of the API, as pydantic models (they are also the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from jitgate.domain.policy import Directory
+from jitgate.domain.request import MAX_REASON, AccessRequest
+from jitgate.domain.states import State
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REASON)]
+Email = Annotated[str, StringConstraints(min_length=3, max_length=320, strip_whitespace=True)]
+DurationIn = (
+    Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    | Annotated[int, Field(gt=0, le=10 * 365 * 86400)]
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateBody(Strict):
+    roles: list[Name] = Field(min_length=1, max_length=20)
+    resources: list[Name] = Field(default_factory=list, max_length=50)
+    duration: DurationIn | None = Field(None, description="`2h`, `1h30m`, `PT2H`, or seconds")
+    reason: Reason
+    urgency: Literal["low", "normal", "high"] = "normal"
+    purpose: Name | None = None
+    start_at: datetime | None = None
+    cap: bool = False
+
+
+class ApproveBody(Strict):
+    comment: Annotated[str, StringConstraints(max_length=MAX_REASON)] | None = None
+
+
+class ReasonBody(Strict):
+    reason: Reason
+
+
+class ExtendBody(Strict):
+    duration: DurationIn
+    reason: Reason
+
+
+class AuthorizeBody(Strict):
+    user: Email
+    resource: Name | None = None
+    type: Name | None = None
+    environment: Name | None = None
+
+
+class SessionBody(Strict):
+    user: Email
+    resource: Name | None = None
+    kind: Name = "ssh"
+    type: Name | None = None
+    environment: Name | None = None
+
+
+class EndSessionBody(Strict):
+    recording_url: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class ApprovalOut(BaseModel):
+    approver: str
+    decision: str
+    comment: str | None
+    at: datetime
+
+
+class RequirementOut(BaseModel):
+    rule: int
+    spec: dict[str, Any]
+    satisfied_by: str | None
+
+
+class RequestOut(BaseModel):
+    id: str
+    requester: str
+    roles: list[str]
+    resources: list[str]
+    duration_seconds: int
+    reason: str
+    urgency: str
+    purpose: str | None
+    state: State
+    created_at: datetime
+    start_at: datetime | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    expires_at: datetime
+    approvals: list[ApprovalOut]
+    requirements: list[RequirementOut]
+    eligible_approvers: list[str]
+    escalated: bool
+    extends: str | None
+    closed_at: datetime | None
+    close_reason: str | None
+
+
+class RequestPage(BaseModel):
+    items: list[RequestOut]
+    next_cursor: str | None
+
+
+class AuthorizeOut(BaseModel):
+    allowed: bool
+    request_id: str | None
+    role: str | None
+    ends_at: datetime | None
+    reason: str | None = None
+
+
+class SessionOut(BaseModel):
+    id: str
+    request_id: str
+    user: str
+    resource: str | None
+    kind: str
+    started_at: datetime
+    ended_at: datetime | None
+    recording_url: str | None
+    end_reason: str | None
+
+
+class SessionPage(BaseModel):
+    items: list[SessionOut]
+    next_cursor: str | None = None
+
+
+class AuditOut(BaseModel):
+    seq: int
+    id: str
+    at: str
+    type: str
+    actor: str
+    request_id: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(BaseModel):
+    items: list[AuditOut]
+    next_cursor: str | None = None
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    events: int
+    head: str
+    broken_at: int | None = None
+    problem: str | None = None
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+def request_out(r: AccessRequest, directory: Directory, now: datetime) -> RequestOut:
+    evaluation = r.evaluation(directory)
+    pending = r.state is State.PENDING
+    return RequestOut(
+        id=r.id,
+        requester=r.requester,
+        roles=list(r.roles),
+        resources=list(r.resources),
+        duration_seconds=int(r.duration.total_seconds()),
+        reason=r.reason,
+        urgency=r.urgency,
+        purpose=r.purpose,
+        state=r.state,
+        created_at=r.created_at,
+        start_at=r.start_at,
+        starts_at=r.starts_at,
+        ends_at=r.ends_at,
+        expires_at=r.expires_at,
+        approvals=[
+            ApprovalOut(approver=a.approver, decision=a.decision, comment=a.comment, at=a.at)
+            for a in r.approvals
+        ],
+        requirements=[
+            RequirementOut(rule=q.rule, spec=q.spec, satisfied_by=q.satisfied_by)
+            for q in evaluation.requirements
+        ],
+        eligible_approvers=sorted(r.approvers_now(directory, now)) if pending else [],
+        escalated=r.escalated,
+        extends=r.extends,
+        closed_at=r.closed_at,
+        close_reason=r.close_reason,
+    )

@@ -1,0 +1,1 @@
+"""The ``jitgate`` command line (SPEC §5): one command group per file."""

@@ -1,0 +1,93 @@
+"""What CLI commands share: options, loading the app, printing errors in one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import click
+
+from jitgate.adapters.policy import PolicyError
+from jitgate.config import Settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+db_option = click.option(
+    "--db",
+    "db_url",
+    envvar="JITGATE_DATABASE_URL",
+    default="sqlite:///./jitgate.db",
+    show_default=True,
+    help="Database URL: sqlite:///FILE or postgresql://…",
+)
+policy_option = click.option(
+    "--policy",
+    "policy_path",
+    envvar="JITGATE_POLICY",
+    default="policy.yaml",
+    show_default=True,
+    help="Policy file or folder.",
+)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def settings(**overrides: Any) -> Settings:
+    return Settings.from_env(**overrides)
+
+
+def friendly(func: Callable[P, T]) -> Callable[P, T]:
+    """Turn expected failures into one line on stderr and exit 1; never a traceback."""
+    from jitgate.domain.errors import DomainError
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return func(*args, **kwargs)
+        except PolicyError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(1)
+        except DomainError as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))
+        except _db_errors() as exc:
+            fail(f"database error: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+    return wrapper
+
+
+def _db_errors() -> tuple[type[Exception], ...]:
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    return (SQLAlchemyError, ArgumentError)
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    text = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in text) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip() for row in text]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+@contextmanager
+def opened(db_url: str) -> Iterator[Any]:
+    from jitgate.adapters.db.engine import connect
+
+    db = connect(db_url, pool_size=2)
+    try:
+        yield db
+    finally:
+        db.dispose()

@@ -1,0 +1,107 @@
+"""``jitgate policy check|explain|oncall``: work on a policy file, no server needed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from jitgate.domain.durations import format_duration
+from jitgate.entrypoints.cli.common import fail, friendly, policy_option
+
+
+@click.group()
+def policy() -> None:
+    """Check and explain a policy file (GitOps)."""
+
+
+@policy.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=True))
+def check(path: str) -> None:
+    """Validate PATH (a file or a folder); print every error with file, line and key."""
+    from jitgate.adapters.policy import PolicyError, load_policy
+
+    try:
+        loaded = load_policy(path)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"{len(exc.problems)} problem(s) in {path}", err=True)
+        raise SystemExit(1) from None
+    click.echo(
+        f"{path}: ok ({len(loaded.roles)} roles, {len(loaded.approval)} approval rules, "
+        f"{len(loaded.resources)} resources, digest {loaded.digest[:12]})"
+    )
+
+
+@policy.command()
+@policy_option
+@click.option("--user", required=True, help="The requester's email.")
+@click.option("--role", "roles", required=True, multiple=True, help="Role (repeatable).")
+@click.option("--resource", "resources", multiple=True, help="Resource (repeatable).")
+@click.option("--purpose", default=None)
+@click.option("--at", "at", default=None, help="Explain at this ISO time instead of now.")
+@friendly
+def explain(
+    policy_path: str,
+    user: str,
+    roles: tuple[str, ...],
+    resources: tuple[str, ...],
+    purpose: str | None,
+    at: str | None,
+) -> None:
+    """Which rule applies, who can approve right now and why, and the durations."""
+    from jitgate.adapters.policy import load_policy
+    from jitgate.service.explain import explain as run
+
+    loaded = load_policy(policy_path)
+    now = _when(at)
+    result = run(loaded, user=user, roles=roles, resources=resources, purpose=purpose, now=now)
+    click.echo(f"user:    {result.user}\nroles:   {', '.join(result.roles)}")
+    if not result.allowed:
+        fail(f"cannot be requested: {result.refusal}")
+    click.echo("scope:   " + ", ".join(f"{s.type}/{s.environment}" for s in result.scopes))
+    maximum = format_duration(result.max_duration) if result.max_duration else "none"
+    default = format_duration(result.default_duration) if result.default_duration else "-"
+    click.echo(f"duration: default {default}, maximum {maximum}")
+    for rule in result.rules:
+        need = {
+            "self": "self-approved",
+            "any": f"any {rule.threshold} of",
+            "all": "all of (a different person each)",
+        }[rule.kind]
+        click.echo(f"\n{rule.label}: {need}")
+        for spec in rule.specs:
+            who = ", ".join(spec.approvers) or "nobody right now"
+            click.echo(f"  - {spec.spec}: {who}  ({spec.why})")
+        for spec in rule.escalate_to:
+            who = ", ".join(spec.approvers) or "nobody right now"
+            click.echo(f"  after escalation {spec.spec}: {who}  ({spec.why})")
+
+
+@policy.command()
+@policy_option
+@click.argument("schedule")
+@click.option("--at", "at", default=None, help="ISO time instead of now.")
+@friendly
+def oncall(policy_path: str, schedule: str, at: str | None) -> None:
+    """Print who is on call for SCHEDULE now (or --at)."""
+    from jitgate.adapters.policy import load_policy
+
+    loaded = load_policy(policy_path)
+    if schedule not in loaded.directory.oncall:
+        fail(f"no on-call schedule {schedule!r} in the policy")
+    person = loaded.directory.on_call(schedule, _when(at))
+    if person is None:
+        fail(f"nobody is on call for {schedule} at that time")
+    click.echo(person)
+
+
+def _when(at: str | None) -> datetime:
+    if at is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(at)
+    except ValueError:
+        fail(f"--at {at!r} is not an ISO 8601 time")
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

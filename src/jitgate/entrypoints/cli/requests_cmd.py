@@ -1,0 +1,219 @@
+"""The people's commands: request, approve, deny, revoke, extend, ls, show, evidence."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+
+from jitgate.domain.durations import format_duration, parse_duration
+from jitgate.entrypoints.cli.client import Api, with_api
+from jitgate.entrypoints.cli.common import emit_json, fail, table
+
+json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+quiet_flag = click.option("-q", "--quiet", is_flag=True, help="Print only the request id.")
+
+
+def _duration(value: str) -> str:
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        fail(str(exc))
+    return value
+
+
+def _short(when: str | None) -> str:
+    if not when:
+        return "-"
+    return datetime.fromisoformat(when).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def show_request(r: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(r)
+        return
+    dur = format_duration(_seconds(r["duration_seconds"]))
+    lines = [
+        f"request   {r['id']}",
+        f"state     {r['state']}",
+        f"requester {r['requester']}",
+        f"roles     {', '.join(r['roles'])}",
+        f"resources {', '.join(r['resources']) or '-'}",
+        f"duration  {dur}   urgency {r['urgency']}   purpose {r['purpose'] or '-'}",
+        f"reason    {r['reason']}",
+        f"window    {_short(r['starts_at'])} -> {_short(r['ends_at'])}",
+    ]
+    if r.get("extends"):
+        lines.append(f"extends   {r['extends']}")
+    click.echo("\n".join(lines))
+    rows = [[_spec(q["spec"]), q["satisfied_by"] or "(waiting)"] for q in r["requirements"]]
+    click.echo("\n" + table(rows, ["requirement", "satisfied by"]))
+    if r["state"] == "pending":
+        click.echo("\ncan approve now: " + (", ".join(r["eligible_approvers"]) or "nobody"))
+
+
+def _spec(spec: dict[str, Any]) -> str:
+    if "any" in spec:
+        return "any of " + " | ".join(_spec(s) for s in spec["any"])
+    return ", ".join(k if v is True else f"{k}:{v}" for k, v in spec.items())
+
+
+def _seconds(value: int) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=value)
+
+
+@click.command("request")
+@click.argument("roles", nargs=-1, required=True)
+@click.option("--for", "duration", default=None, help="Duration: 30m, 2h, 1h30m, PT2H.")
+@click.option("--reason", required=True, help="Why (e.g. INC-12345).")
+@click.option("--resource", "resources", multiple=True, help="Limit to a resource (repeatable).")
+@click.option("--urgency", type=click.Choice(["low", "normal", "high"]), default="normal")
+@click.option("--purpose", default=None, help="incident-response, debugging, maintenance…")
+@click.option("--start-at", default=None, help="Scheduled start, ISO 8601 with zone.")
+@click.option("--cap", is_flag=True, help="Accept the maximum if --for is over it.")
+@json_flag
+@quiet_flag
+@with_api
+def request_cmd(
+    api: Api,
+    roles: tuple[str, ...],
+    duration: str | None,
+    reason: str,
+    resources: tuple[str, ...],
+    urgency: str,
+    purpose: str | None,
+    start_at: str | None,
+    cap: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Ask for ROLES for a while, with a reason."""
+    body: dict[str, Any] = {
+        "roles": list(roles),
+        "reason": reason,
+        "urgency": urgency,
+        "resources": list(resources),
+        "cap": cap,
+    }
+    for key, value in (
+        ("duration", duration and _duration(duration)),
+        ("purpose", purpose),
+        ("start_at", start_at),
+    ):
+        if value:
+            body[key] = value
+    created = api.post("/v1/requests", body)
+    click.echo(created["id"]) if quiet else show_request(created, as_json)
+
+
+@click.command()
+@click.argument("request_id")
+@click.option("--comment", default=None)
+@json_flag
+@with_api
+def approve(api: Api, request_id: str, comment: str | None, as_json: bool) -> None:
+    """Approve REQUEST_ID."""
+    show_request(api.post(f"/v1/requests/{request_id}/approve", {"comment": comment}), as_json)
+
+
+@click.command()
+@click.argument("request_id")
+@click.option("--reason", required=True)
+@json_flag
+@with_api
+def deny(api: Api, request_id: str, reason: str, as_json: bool) -> None:
+    """Deny REQUEST_ID (a reason is required)."""
+    show_request(api.post(f"/v1/requests/{request_id}/deny", {"reason": reason}), as_json)
+
+
+@click.command()
+@click.argument("request_id")
+@click.option("--reason", required=True)
+@json_flag
+@with_api
+def revoke(api: Api, request_id: str, reason: str, as_json: bool) -> None:
+    """Revoke a grant early, or withdraw a pending request."""
+    show_request(api.post(f"/v1/requests/{request_id}/revoke", {"reason": reason}), as_json)
+
+
+@click.command()
+@click.argument("request_id")
+@click.option("--for", "duration", required=True, help="How much longer.")
+@click.option("--reason", required=True)
+@json_flag
+@quiet_flag
+@with_api
+def extend(
+    api: Api, request_id: str, duration: str, reason: str, as_json: bool, quiet: bool
+) -> None:
+    """Ask to extend a live grant: a new request that goes through approval."""
+    body = {"duration": _duration(duration), "reason": reason}
+    created = api.post(f"/v1/requests/{request_id}/extend", body)
+    click.echo(created["id"]) if quiet else show_request(created, as_json)
+
+
+@click.command()
+@click.argument("request_id")
+@json_flag
+@with_api
+def show(api: Api, request_id: str, as_json: bool) -> None:
+    """Show one request."""
+    show_request(api.get(f"/v1/requests/{request_id}"), as_json)
+
+
+@click.command("ls")
+@click.option("--state", default=None)
+@click.option("--requester", default=None, help="Someone else's (admins).")
+@click.option("--to-approve", is_flag=True, help="Requests you may approve.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+@json_flag
+@with_api
+def ls(
+    api: Api, state: str | None, requester: str | None, to_approve: bool, limit: int, as_json: bool
+) -> None:
+    """List requests, newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    for key, value in (
+        ("state", state),
+        ("requester", requester),
+        ("approver", "me" if to_approve else None),
+    ):
+        if value:
+            params[key] = value
+    page = api.get("/v1/requests", params=params)
+    if as_json:
+        emit_json(page)
+        return
+    rows = [
+        [
+            r["id"],
+            r["state"],
+            r["requester"],
+            ",".join(r["roles"]),
+            format_duration(_seconds(r["duration_seconds"])),
+            _short(r["ends_at"]),
+            r["reason"][:40],
+        ]
+        for r in page["items"]
+    ]
+    click.echo(table(rows, ["id", "state", "requester", "roles", "for", "ends", "reason"]))
+
+
+@click.command()
+@click.argument("request_id")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None)
+@with_api
+def evidence(api: Api, request_id: str, out: str | None) -> None:
+    """Compliance evidence of REQUEST_ID as JSON (RFC 10.6.3)."""
+    import json
+
+    body = json.dumps(api.get(f"/v1/requests/{request_id}/evidence"), indent=2, sort_keys=True)
+    if out:
+        with open(out, "w", encoding="utf-8") as handle:
+            handle.write(body + "\n")
+        click.echo(f"evidence written to {out}", err=True)
+    else:
+        click.echo(body)

@@ -1,0 +1,138 @@
+"""Use cases of gateways: authorize a use, open and end a session (SPEC §4, RFC 10.6.2).
+
+Invariant: a grant is honoured only while ``starts_at <= now < ends_at`` of an active
+request, checked here against the clock, whatever the scheduler has or has not done yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from jitgate.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from jitgate.domain.events import DomainEvent
+from jitgate.domain.policy import Policy, Scope
+from jitgate.domain.request import AccessRequest
+from jitgate.service.context import Context
+from jitgate.service.ports import Session, UnitOfWork
+
+
+@dataclass(frozen=True)
+class AuthorizeResult:
+    allowed: bool
+    request_id: str | None = None
+    role: str | None = None
+    ends_at: datetime | None = None
+    reason: str | None = None
+
+
+def authorize(
+    ctx: Context,
+    *,
+    user: str,
+    resource: str | None = None,
+    type: str | None = None,
+    environment: str | None = None,
+) -> AuthorizeResult:
+    now = ctx.clock.now()
+    with ctx.uow(write=False) as uow:
+        return _authorize(ctx.policy.current, uow, user.lower(), resource, type, environment, now)
+
+
+def _target(
+    policy: Policy, resource: str | None, type_: str | None, environment: str | None
+) -> Scope:
+    if resource is not None:
+        known = policy.resources.get(resource)
+        if known is None:
+            raise Invalid(f"unknown resource {resource!r}")
+        return known.scope
+    if not type_ or not environment:
+        raise Invalid("give either resource, or type and environment")
+    return Scope(type_, environment)
+
+
+def _authorize(
+    policy: Policy,
+    uow: UnitOfWork,
+    user: str,
+    resource: str | None,
+    type_: str | None,
+    environment: str | None,
+    now: datetime,
+) -> AuthorizeResult:
+    scope = _target(policy, resource, type_, environment)
+    grants = [
+        g
+        for g in uow.requests.grants_of(user, now)
+        if g.honoured(now) and g.covers(scope, resource)
+    ]
+    if not grants:
+        return AuthorizeResult(False, reason="no active grant covers this access")
+    best = max(grants, key=lambda g: g.ends_at or now)
+    return AuthorizeResult(True, best.id, _role_for(policy, best, scope), best.ends_at)
+
+
+def _role_for(policy: Policy, grant: AccessRequest, scope: Scope) -> str:
+    for name in grant.roles:
+        role = policy.roles.get(name)
+        if role and any(g.covers(scope) for g in role.grants):
+            return name
+    return grant.roles[0]
+
+
+def open_session(
+    ctx: Context,
+    *,
+    user: str,
+    resource: str | None,
+    kind: str,
+    type: str | None = None,
+    environment: str | None = None,
+) -> Session:
+    """Record one use of a grant ("access used"); ``Forbidden`` when no grant allows it."""
+    now = ctx.clock.now()
+    user = user.lower()
+    with ctx.uow() as uow:
+        verdict = _authorize(ctx.policy.current, uow, user, resource, type, environment, now)
+        if not verdict.allowed or verdict.request_id is None:
+            raise Forbidden(f"{user} has no active grant for this access; session refused")
+        session = Session(ctx.ids(), verdict.request_id, user, resource, kind, now)
+        uow.sessions.add(session)
+        event = DomainEvent(
+            "access.used",
+            user,
+            verdict.request_id,
+            {"session_id": session.id, "resource": resource, "kind": kind, "role": verdict.role},
+        )
+        ctx.publish(uow, [event], None, now)
+        uow.commit()
+    return session
+
+
+def end_session(
+    ctx: Context,
+    *,
+    session_id: str,
+    recording_url: str | None = None,
+    reason: str = "closed",
+    actor: str = "system",
+) -> Session:
+    now = ctx.clock.now()
+    with ctx.uow() as uow:
+        session = uow.sessions.get(session_id, for_update=True)
+        if session is None:
+            raise NotFound(f"no session {session_id}")
+        if session.ended_at is not None:
+            raise Conflict(f"session {session_id} already ended")
+        session.ended_at, session.recording_url, session.end_reason = now, recording_url, reason
+        uow.sessions.save(session)
+        event = DomainEvent(
+            "session.ended",
+            actor,
+            session.request_id,
+            {"session_id": session.id, "recording_url": recording_url, "reason": reason},
+        )
+        ctx.publish(uow, [event], None, now)
+        uow.commit()
+    return session

@@ -1,0 +1,114 @@
+"""What every handler is given: how to open a transaction, the clock, the current policy,
+and the hooks through which notifications are planned and grants applied.
+
+Invariant: ``persist`` writes a request, its audit events and its planned notifications in
+the caller's transaction; nothing here commits.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from jitgate.domain.events import DomainEvent
+from jitgate.domain.policy import Policy
+from jitgate.domain.request import AccessRequest
+from jitgate.service.ports import Clock, Notification, UnitOfWork, UnitOfWorkFactory
+
+
+class PolicyHolder:
+    """The policy in force; replaced whole on reload, never mutated."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> Policy:
+        return self._policy
+
+    def replace(self, policy: Policy) -> None:
+        with self._lock:
+            self._policy = policy
+
+
+class NotificationPlanner(Protocol):
+    def plan(
+        self, event: DomainEvent, request: AccessRequest | None, policy: Policy, now: datetime
+    ) -> Sequence[Notification]: ...
+
+
+class GrantApplier(Protocol):
+    """Applies a request's grant on its backends; returns whether it is now in place."""
+
+    def apply(self, request: AccessRequest, now: datetime) -> bool: ...
+    def remove(self, request: AccessRequest, now: datetime) -> bool: ...
+
+
+class NoNotifications:
+    def plan(
+        self, event: DomainEvent, request: AccessRequest | None, policy: Policy, now: datetime
+    ) -> Sequence[Notification]:
+        return ()
+
+
+class NoBackends:
+    def apply(self, request: AccessRequest, now: datetime) -> bool:
+        return True
+
+    def remove(self, request: AccessRequest, now: datetime) -> bool:
+        return True
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class Context:
+    uow: UnitOfWorkFactory
+    clock: Clock
+    policy: PolicyHolder
+    planner: NotificationPlanner = field(default_factory=NoNotifications)
+    grants: GrantApplier = field(default_factory=NoBackends)
+    ids: Callable[[], str] = new_id
+
+    def persist(self, uow: UnitOfWork, request: AccessRequest, now: datetime) -> None:
+        """Save ``request`` and write out the events it recorded, in ``uow``'s transaction."""
+        uow.requests.save(request)
+        self.publish(uow, request.events, request, now)
+        request.events.clear()
+
+    def persist_many(
+        self, uow: UnitOfWork, requests: Sequence[AccessRequest], now: datetime
+    ) -> None:
+        """``persist`` for a batch: one round of writes for all of them."""
+        uow.requests.save_many(requests)
+        uow.audit.append([e for r in requests for e in r.events], now)
+        policy = self.policy.current
+        planned = [
+            n for r in requests for e in r.events for n in self.planner.plan(e, r, policy, now)
+        ]
+        if planned:
+            uow.outbox.add(planned, now)
+        for request in requests:
+            request.events.clear()
+
+    def publish(
+        self,
+        uow: UnitOfWork,
+        events: Sequence[DomainEvent],
+        request: AccessRequest | None,
+        now: datetime,
+    ) -> None:
+        if not events:
+            return
+        uow.audit.append(events, now)
+        policy = self.policy.current
+        planned = [n for e in events for n in self.planner.plan(e, request, policy, now)]
+        if planned:
+            uow.outbox.add(planned, now)

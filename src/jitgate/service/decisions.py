@@ -1,0 +1,105 @@
+"""Decisions on a request: approve, deny, revoke (SPEC §3, §9).
+
+Invariants: the request row is locked for the whole decision, so racing approvals, a deny
+racing an approval, or an approval racing expiry leave exactly one outcome and one audit
+trail; the loser gets ``Conflict``. The requester never decides their own request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jitgate.domain.approval import Evaluation
+from jitgate.domain.errors import Conflict, Forbidden, NotFound
+from jitgate.domain.request import AccessRequest
+from jitgate.domain.states import LIVE_GRANT, State
+from jitgate.service.activation import activate_inline, finish_activation
+from jitgate.service.context import Context
+from jitgate.service.ports import UnitOfWork
+from jitgate.service.requests import apply_extension
+
+
+@dataclass(frozen=True)
+class Decision:
+    request: AccessRequest
+    evaluation: Evaluation | None = None
+
+
+def approve_request(
+    ctx: Context,
+    *,
+    request_id: str,
+    approver: str,
+    comment: str | None = None,
+    via: str = "api",
+) -> Decision:
+    now = ctx.clock.now()
+    directory = ctx.policy.current.directory
+    with ctx.uow() as uow:
+        request = _locked(uow, request_id)
+        _expire_if_overdue(ctx, uow, request)
+        evaluation = request.approve(
+            approver, directory=directory, now=now, comment=comment, via=via
+        )
+        if request.state is State.APPROVED and request.extends:
+            original = _locked(uow, request.extends)
+            apply_extension(ctx, uow, original, request, now)
+        activate_inline(ctx, request, now)
+        ctx.persist(uow, request, now)
+        uow.commit()
+    finish_activation(ctx, request)
+    return Decision(request, evaluation)
+
+
+def deny_request(
+    ctx: Context, *, request_id: str, approver: str, reason: str, via: str = "api"
+) -> Decision:
+    now = ctx.clock.now()
+    directory = ctx.policy.current.directory
+    with ctx.uow() as uow:
+        request = _locked(uow, request_id)
+        _expire_if_overdue(ctx, uow, request)
+        request.deny(approver, reason=reason, directory=directory, now=now, via=via)
+        ctx.persist(uow, request, now)
+        uow.commit()
+    return Decision(request)
+
+
+def revoke_request(ctx: Context, *, request_id: str, actor: str, reason: str) -> Decision:
+    """Withdraw a pending request, or end a live grant early; extensions go with it."""
+    now = ctx.clock.now()
+    policy = ctx.policy.current
+    with ctx.uow() as uow:
+        request = _locked(uow, request_id)
+        is_admin = policy.is_admin(actor)
+        if actor != request.requester and not is_admin:
+            raise Forbidden("only the requester or an admin can revoke a request")
+        request.revoke(actor, reason=reason, now=now, is_admin=is_admin)
+        ctx.persist(uow, request, now)
+        for extension in uow.requests.extensions_of(request.id):
+            if extension.state in LIVE_GRANT or extension.state is State.PENDING:
+                extension.revoke(
+                    actor, reason=f"extended grant revoked: {reason}", now=now, is_admin=True
+                )
+                ctx.persist(uow, extension, now)
+        uow.commit()
+    if request.backends:
+        ctx.grants.remove(request, now)
+    return Decision(request)
+
+
+def _locked(uow: UnitOfWork, request_id: str) -> AccessRequest:
+    request = uow.requests.get(request_id, for_update=True)
+    if request is None:
+        raise NotFound(f"no request {request_id}")
+    return request
+
+
+def _expire_if_overdue(ctx: Context, uow: UnitOfWork, request: AccessRequest) -> None:
+    """A decision arriving after the pending TTL expires the request instead (one outcome)."""
+    now = ctx.clock.now()
+    if request.state is State.PENDING and now >= request.expires_at:
+        request.expire_pending(now)
+        ctx.persist(uow, request, now)
+        uow.commit()
+        raise Conflict(f"request {request.id} expired at {request.expires_at.isoformat()}")

@@ -1,0 +1,155 @@
+"""Ports: what the service needs from the outside world, as Protocols."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal, Protocol
+
+from jitgate.domain.audit import AuditRecord, ChainCheck
+from jitgate.domain.events import DomainEvent
+from jitgate.domain.request import AccessRequest
+
+PrincipalKind = Literal["user", "service"]
+DueKind = Literal["pending_expired", "escalate", "activate", "expiring", "ended"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: PrincipalKind
+    subject: str
+
+
+@dataclass(frozen=True)
+class RequestQuery:
+    state: str | None = None
+    requester: str | None = None
+    ids: tuple[str, ...] | None = None
+    after: tuple[str, str] | None = None  # (created_at iso, id) cursor, newest first
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    since: datetime | None = None
+    type: str | None = None
+    actor: str | None = None
+    request_id: str | None = None
+    after_seq: int | None = None
+    limit: int = 100
+
+
+@dataclass
+class Session:
+    id: str
+    request_id: str
+    user: str
+    resource: str | None
+    kind: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    recording_url: str | None = None
+    end_reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "request_id": self.request_id,
+            "user": self.user,
+            "resource": self.resource,
+            "kind": self.kind,
+            "started_at": self.started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "recording_url": self.recording_url,
+            "end_reason": self.end_reason,
+        }
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message to one recipient over one channel, queued in the outbox."""
+
+    event: str
+    request_id: str | None
+    channel: str
+    recipient: str | None
+    payload: dict[str, Any]
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class Requests(Protocol):
+    def add(self, request: AccessRequest) -> None: ...
+    def get(self, request_id: str, *, for_update: bool = False) -> AccessRequest | None: ...
+    def save(self, request: AccessRequest) -> None: ...
+    def save_many(self, requests: Sequence[AccessRequest]) -> None: ...
+    def find(self, query: RequestQuery) -> list[AccessRequest]: ...
+    def due(
+        self, kind: DueKind, now: datetime, limit: int, *, horizon: datetime | None = None
+    ) -> list[AccessRequest]: ...
+    def grants_of(self, user: str, now: datetime) -> list[AccessRequest]: ...
+    def extensions_of(self, request_id: str) -> list[AccessRequest]: ...
+
+
+class AuditLog(Protocol):
+    def append(self, events: Sequence[DomainEvent], at: datetime) -> None: ...
+    def find(self, query: AuditQuery) -> list[AuditRecord]: ...
+    def verify(self) -> ChainCheck: ...
+
+
+class Sessions(Protocol):
+    def add(self, session: Session) -> None: ...
+    def get(self, session_id: str, *, for_update: bool = False) -> Session | None: ...
+    def save(self, session: Session) -> None: ...
+    def of_request(self, request_id: str, *, open_only: bool = False) -> list[Session]: ...
+    def open_by_request(self, request_ids: Sequence[str]) -> dict[str, list[Session]]: ...
+
+
+class Tokens(Protocol):
+    def add(self, token_hash: str, principal: Principal, now: datetime) -> None: ...
+    def find(self, token_hash: str) -> Principal | None: ...
+
+
+class IdempotencyKeys(Protocol):
+    def get(self, subject: str, key: str) -> tuple[str, str] | None: ...
+    def put(
+        self, subject: str, key: str, body_hash: str, request_id: str, now: datetime
+    ) -> None: ...
+
+
+class Outbox(Protocol):
+    def add(self, notifications: Sequence[Notification], now: datetime) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Repositories are read-only attributes of it; none of them commits."""
+
+    @property
+    def requests(self) -> Requests: ...
+    @property
+    def audit(self) -> AuditLog: ...
+    @property
+    def sessions(self) -> Sessions: ...
+    @property
+    def tokens(self) -> Tokens: ...
+    @property
+    def idempotency(self) -> IdempotencyKeys: ...
+    @property
+    def outbox(self) -> Outbox: ...
+
+    def __enter__(self) -> UnitOfWork: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, write: bool = True) -> UnitOfWork: ...

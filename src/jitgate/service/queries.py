@@ -1,0 +1,170 @@
+"""Read-side use cases: one request, lists, its events, sessions and evidence; the audit log.
+
+Invariant: a request is visible to its requester, to whoever approved or may approve it,
+and to admins; to anyone else it does not exist (``NotFound``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jitgate.domain.audit import AuditRecord, ChainCheck
+from jitgate.domain.errors import Forbidden, NotFound
+from jitgate.domain.request import AccessRequest
+from jitgate.domain.states import State
+from jitgate.service.context import Context
+from jitgate.service.ports import AuditQuery, RequestQuery, Session, UnitOfWork
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[AccessRequest]
+    next_cursor: tuple[str, str] | None
+
+
+def may_view(ctx: Context, request: AccessRequest, viewer: str) -> bool:
+    policy = ctx.policy.current
+    return (
+        viewer == request.requester
+        or policy.is_admin(viewer)
+        or any(a.approver == viewer for a in request.approvals)
+        or request.can_decide(viewer, policy.directory, ctx.clock.now())
+    )
+
+
+def _visible(ctx: Context, uow: UnitOfWork, request_id: str, viewer: str) -> AccessRequest:
+    request = uow.requests.get(request_id)
+    if request is None or not may_view(ctx, request, viewer):
+        raise NotFound(f"no request {request_id}")
+    return request
+
+
+def get_request(ctx: Context, *, request_id: str, viewer: str) -> AccessRequest:
+    with ctx.uow(write=False) as uow:
+        return _visible(ctx, uow, request_id, viewer)
+
+
+def list_requests(
+    ctx: Context,
+    *,
+    viewer: str,
+    state: str | None = None,
+    requester: str | None = None,
+    approver_me: bool = False,
+    limit: int = 50,
+    cursor: tuple[str, str] | None = None,
+) -> Page:
+    """Newest first. Non-admins see their own requests, or with ``approver_me`` the ones
+    they approved or may decide."""
+    is_admin = ctx.policy.current.is_admin(viewer)
+    if not approver_me and not is_admin:
+        if requester not in (None, viewer):
+            raise Forbidden("only admins can list other people's requests")
+        requester = viewer
+    found: list[AccessRequest] = []
+    after = cursor
+    with ctx.uow(write=False) as uow:
+        while len(found) < limit:
+            batch = uow.requests.find(
+                RequestQuery(state=state, requester=requester, after=after, limit=limit * 2)
+            )
+            for request in batch:
+                if not approver_me or _approver_of(ctx, request, viewer):
+                    found.append(request)
+                if len(found) == limit:
+                    break
+            if len(batch) < limit * 2 or len(found) == limit:
+                break
+            after = (batch[-1].created_at.isoformat(), batch[-1].id)
+    more = len(found) == limit
+    last = found[-1] if found and more else None
+    return Page(found, (last.created_at.isoformat(), last.id) if last else None)
+
+
+def _approver_of(ctx: Context, request: AccessRequest, viewer: str) -> bool:
+    if any(a.approver == viewer for a in request.approvals):
+        return True
+    return request.state is State.PENDING and request.can_decide(
+        viewer, ctx.policy.current.directory, ctx.clock.now()
+    )
+
+
+def request_events(ctx: Context, *, request_id: str, viewer: str) -> list[AuditRecord]:
+    with ctx.uow(write=False) as uow:
+        _visible(ctx, uow, request_id, viewer)
+        return uow.audit.find(AuditQuery(request_id=request_id, limit=10_000))
+
+
+def request_sessions(ctx: Context, *, request_id: str, viewer: str) -> list[Session]:
+    with ctx.uow(write=False) as uow:
+        _visible(ctx, uow, request_id, viewer)
+        return uow.sessions.of_request(request_id)
+
+
+def evidence(ctx: Context, *, request_id: str, viewer: str) -> dict[str, Any]:
+    """RFC 10.6.3: authorized (approvals), time-limited (window), justified (reason),
+    used appropriately (sessions and their recordings), with the audit trail behind it."""
+    directory = ctx.policy.current.directory
+    with ctx.uow(write=False) as uow:
+        request = _visible(ctx, uow, request_id, viewer)
+        events = uow.audit.find(AuditQuery(request_id=request_id, limit=10_000))
+        sessions = uow.sessions.of_request(request_id)
+        extensions = uow.requests.extensions_of(request_id)
+    evaluation = request.evaluation(directory)
+    return {
+        "request_id": request.id,
+        "requester": request.requester,
+        "state": request.state.value,
+        "authorized": {
+            "rules": [rule.label() for rule in request.rules],
+            "requirements": [r.__dict__ for r in evaluation.requirements],
+            "approvals": [_approval(a) for a in request.approvals],
+        },
+        "time_limited": {
+            "duration_seconds": int(request.duration.total_seconds()),
+            "starts_at": _iso(request.starts_at),
+            "ends_at": _iso(request.ends_at),
+            "closed_at": _iso(request.closed_at),
+            "close_reason": request.close_reason,
+            "extensions": [{"id": e.id, "state": e.state.value} for e in extensions],
+        },
+        "justified": {
+            "reason": request.reason,
+            "purpose": request.purpose,
+            "urgency": request.urgency,
+        },
+        "used": {"sessions": [s.as_dict() for s in sessions]},
+        "audit": [e.as_dict() for e in events],
+    }
+
+
+def _approval(a: Any) -> dict[str, Any]:
+    return {
+        "approver": a.approver,
+        "decision": a.decision,
+        "comment": a.comment,
+        "at": a.at.isoformat(),
+        "via": a.via,
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def audit_events(ctx: Context, *, viewer: str, query: AuditQuery) -> list[AuditRecord]:
+    _admin_only(ctx, viewer)
+    with ctx.uow(write=False) as uow:
+        return uow.audit.find(query)
+
+
+def audit_verify(ctx: Context, *, viewer: str) -> ChainCheck:
+    _admin_only(ctx, viewer)
+    with ctx.uow(write=False) as uow:
+        return uow.audit.verify()
+
+
+def _admin_only(ctx: Context, viewer: str) -> None:
+    if not ctx.policy.current.is_admin(viewer):
+        raise Forbidden("only admins can read the audit log")

@@ -1,0 +1,126 @@
+"""Use cases that open requests: create (with ``Idempotency-Key``) and extend.
+
+Invariant: a replayed ``Idempotency-Key`` with the same body returns the first request and
+changes nothing; with another body it is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from jitgate.domain.creation import Draft, open_request
+from jitgate.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from jitgate.domain.request import AccessRequest
+from jitgate.domain.states import State
+from jitgate.service.activation import activate_inline, finish_activation
+from jitgate.service.context import Context
+from jitgate.service.ports import UnitOfWork
+
+
+@dataclass(frozen=True)
+class Created:
+    request: AccessRequest
+    replayed: bool = False
+
+
+def create_request(
+    ctx: Context,
+    *,
+    requester: str,
+    draft: Draft,
+    idempotency_key: str | None = None,
+    body_hash: str | None = None,
+) -> Created:
+    now = ctx.clock.now()
+    policy = ctx.policy.current
+    with ctx.uow() as uow:
+        if idempotency_key:
+            seen = uow.idempotency.get(requester, idempotency_key)
+            if seen is not None:
+                return _replay(uow.requests.get(seen[1]), seen[0], body_hash)
+        request = open_request(policy, draft, requester=requester, request_id=ctx.ids(), now=now)
+        uow.requests.add(request)
+        activate_inline(ctx, request, now)
+        ctx.persist(uow, request, now)
+        if idempotency_key:
+            uow.idempotency.put(requester, idempotency_key, body_hash or "", request.id, now)
+        uow.commit()
+    finish_activation(ctx, request)
+    return Created(request)
+
+
+def _replay(request: AccessRequest | None, seen_hash: str, body_hash: str | None) -> Created:
+    if seen_hash != (body_hash or ""):
+        raise Invalid("this Idempotency-Key was already used with a different body")
+    if request is None:
+        raise NotFound("the request of this Idempotency-Key no longer exists")
+    return Created(request, replayed=True)
+
+
+def extend_request(
+    ctx: Context, *, request_id: str, requester: str, duration: timedelta, reason: str
+) -> AccessRequest:
+    """A new request with ``extends`` that goes through the same approval (SPEC §3)."""
+    now = ctx.clock.now()
+    policy = ctx.policy.current
+    with ctx.uow() as uow:
+        original = uow.requests.get(request_id, for_update=True)
+        if original is None:
+            raise NotFound(f"no request {request_id}")
+        if original.requester != requester:
+            raise Forbidden("only the requester can extend a request")
+        if original.state not in (State.APPROVED, State.ACTIVE):
+            raise Conflict(
+                f"request {request_id} is {original.state.value}; only a live grant extends"
+            )
+        _check_extendable(ctx, original)
+        draft = Draft(
+            roles=original.roles,
+            resources=original.resources,
+            reason=reason,
+            duration=duration,
+            urgency=original.urgency,
+            purpose=original.purpose,
+            cap=True,
+        )
+        request = open_request(
+            policy,
+            draft,
+            requester=requester,
+            request_id=ctx.ids(),
+            now=now,
+            extends=original.id,
+        )
+        uow.requests.add(request)
+        if request.state is State.APPROVED:
+            apply_extension(ctx, uow, original, request, now)
+        ctx.persist(uow, request, now)
+        uow.commit()
+    return request
+
+
+def _check_extendable(ctx: Context, original: AccessRequest) -> None:
+    policy = ctx.policy.current
+    for name in original.roles:
+        role = policy.roles.get(name)
+        if role is None or not role.extendable:
+            raise Forbidden(f"role {name!r} is not extendable")
+    assert original.starts_at is not None and original.ends_at is not None
+    if original.ends_at - original.starts_at >= original.max_total:
+        raise Invalid("this grant is already at its role's maximum duration")
+
+
+def apply_extension(
+    ctx: Context,
+    uow: UnitOfWork,
+    original: AccessRequest,
+    extension: AccessRequest,
+    now: datetime,
+) -> None:
+    """Move the original's ``ends_at`` out; the extension's own window ends with it."""
+    original.extend(extension, now)
+    extension.starts_at, extension.ends_at = now, original.ends_at
+    if extension.state is State.APPROVED and original.state is State.ACTIVE:
+        extension.activate(now)
+    ctx.persist(uow, original, now)
