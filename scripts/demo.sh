@@ -25,6 +25,7 @@ ONCALL=$($JG policy oncall sre)
 echo "export TOKEN_SRE_ONCALL=$(grep "TOKEN_$(echo "${ONCALL%%@*}" | tr '.a-z-' '_A-Z_')=" "$TOKENS" | cut -d= -f2)" >> "$TOKENS"
 echo "export JITGATE_SERVER=http://127.0.0.1:$PORT" >> "$TOKENS"
 echo "export JITGATE_POLICY=$JITGATE_POLICY" >> "$TOKENS"
+echo "export JITGATE_DATABASE_URL=$JITGATE_DATABASE_URL" >> "$TOKENS"
 echo "export PATH=$ROOT/.venv/bin:\$PATH" >> "$TOKENS"
 
 cat <<MSG

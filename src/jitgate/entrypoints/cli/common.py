@@ -60,7 +60,11 @@ def friendly(func: Callable[P, T]) -> Callable[P, T]:
         except OSError as exc:
             fail(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))
         except _db_errors() as exc:
-            fail(f"database error: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+            first = str(exc).splitlines()[0]
+            hint = ""
+            if "no such table" in first or "does not exist" in first:
+                hint = " (has the schema been created? run `jitgate db upgrade`)"
+            fail(f"database error: {type(exc).__name__}: {first}{hint}")
 
     return wrapper
 

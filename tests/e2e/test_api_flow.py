@@ -1,0 +1,186 @@
+"""The whole JIT flow through the served API, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from jitgate.domain.policy import Policy
+from jitgate.service import lifecycle
+from served import Served
+
+JANE = "jane.doe@example.com"
+
+
+def create(served: Served, who: str, **body: object) -> dict:
+    response = served.client(who).post("/v1/requests", json={"reason": "INC-12345", **body})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_request_approve_use_revoke(served: Served, on_call: str) -> None:
+    jane, gateway = served.client(JANE), served.client("gateway")
+    req = create(served, JANE, roles=["sre-oncall"], duration="2h")
+    rid = req["id"]
+    assert req["state"] == "pending"
+    assert set(req["eligible_approvers"]) >= {on_call, "mark.lee@example.com"}
+
+    own = jane.post(f"/v1/requests/{rid}/approve", json={})
+    assert own.status_code == 403
+    assert own.headers["content-type"] == "application/problem+json"
+    assert "own request" in own.json()["detail"]
+    not_on_call = next(p for p in ("sam@example.com", "sue@example.com") if p != on_call)
+    assert served.client(not_on_call).post(f"/v1/requests/{rid}/approve").status_code == 403
+
+    first = served.client(on_call).post(f"/v1/requests/{rid}/approve", json={"comment": "ok"})
+    assert first.status_code == 200 and first.json()["state"] == "pending"
+    final = served.client("mark.lee@example.com").post(f"/v1/requests/{rid}/approve")
+    body = final.json()
+    assert body["state"] == "active"
+    assert {r["satisfied_by"] for r in body["requirements"]} == {on_call, "mark.lee@example.com"}
+    assert body["ends_at"] is not None
+
+    assert served.client("ravi@example.com").get(f"/v1/requests/{rid}").status_code == 404
+    assert (
+        jane.post("/v1/authorize", json={"user": JANE, "resource": "prod-bastion"}).status_code
+        == 403
+    )
+    assert gateway.get(f"/v1/requests/{rid}").status_code == 403
+
+    verdict = gateway.post("/v1/authorize", json={"user": JANE, "resource": "prod-bastion"}).json()
+    assert verdict["allowed"] is True and verdict["request_id"] == rid
+    assert verdict["role"] == "sre-oncall"
+    other = gateway.post("/v1/authorize", json={"user": JANE, "resource": "prod-db-01"}).json()
+    assert other["allowed"] is False
+
+    session = gateway.post(
+        "/v1/sessions", json={"user": JANE, "resource": "prod-bastion", "kind": "ssh"}
+    )
+    assert session.status_code == 201 and session.json()["request_id"] == rid
+    sid = session.json()["id"]
+    ended = gateway.post(
+        f"/v1/sessions/{sid}/end", json={"recording_url": "https://rec.example.com/s/1"}
+    )
+    assert ended.status_code == 200
+    sessions = jane.get(f"/v1/requests/{rid}/sessions").json()["items"]
+    assert [s["id"] for s in sessions] == [sid]
+    evidence = jane.get(f"/v1/requests/{rid}/evidence").json()
+    assert evidence["used"]["sessions"][0]["recording_url"] == "https://rec.example.com/s/1"
+    assert evidence["justified"]["reason"] == "INC-12345"
+    assert [a["approver"] for a in evidence["authorized"]["approvals"]] == [
+        on_call,
+        "mark.lee@example.com",
+    ]
+
+    revoked = served.client("sec@example.com").post(
+        f"/v1/requests/{rid}/revoke", json={"reason": "incident closed"}
+    )
+    assert revoked.json()["state"] == "revoked"
+    again = gateway.post("/v1/authorize", json={"user": JANE, "resource": "prod-bastion"})
+    assert again.json()["allowed"] is False
+    assert (
+        gateway.post(
+            "/v1/sessions", json={"user": JANE, "resource": "prod-bastion", "kind": "ssh"}
+        ).status_code
+        == 403
+    )
+    late = served.client("mark.lee@example.com").post(
+        f"/v1/requests/{rid}/deny", json={"reason": "late"}
+    )
+    assert late.status_code == 409
+
+    types = [e["type"] for e in jane.get(f"/v1/requests/{rid}/events").json()["items"]]
+    assert types == [
+        "request.created",
+        "approval.recorded",
+        "approval.recorded",
+        "request.approved",
+        "access.granted",
+        "access.used",
+        "session.ended",
+        "access.revoked",
+    ]
+    assert jane.get("/v1/audit/verify").status_code == 403
+    check = served.client("sec@example.com").get("/v1/audit/verify").json()
+    assert check["ok"] is True and check["events"] == len(types)
+
+
+def test_grant_past_ends_at_is_never_honoured_without_a_tick(served: Served) -> None:
+    req = create(served, JANE, roles=["dev-ssh"], duration="30m")
+    assert req["state"] == "active"
+    gateway = served.client("gateway")
+    ask = {"user": JANE, "type": "ssh", "environment": "development"}
+    assert gateway.post("/v1/authorize", json=ask).json()["allowed"] is True
+    served.clock.advance(timedelta(minutes=30))
+    assert gateway.post("/v1/authorize", json=ask).json()["allowed"] is False
+    assert gateway.post("/v1/sessions", json={**ask, "kind": "ssh"}).status_code == 403
+    assert served.client(JANE).get(f"/v1/requests/{req['id']}").json()["state"] == "active"
+    report = lifecycle.tick(served.app.ctx)
+    assert report.expired == 1
+    assert served.client(JANE).get(f"/v1/requests/{req['id']}").json()["state"] == "expired"
+
+
+def test_extension_goes_through_approval_and_is_capped(
+    served: Served, example_policy: Policy, start: datetime
+) -> None:
+    dba = served.client(str(example_policy.directory.on_call("dba", start)))
+    req = create(served, JANE, roles=["db-prod"], resources=["prod-db-01"], duration="1h")
+    assert dba.post(f"/v1/requests/{req['id']}/approve").json()["state"] == "active"
+    staging = create(served, JANE, roles=["staging-ssh"])
+    refused = served.client(JANE).post(
+        f"/v1/requests/{staging['id']}/extend", json={"duration": "1h", "reason": "more"}
+    )
+    assert refused.status_code in (403, 409)
+    ext = served.client(JANE).post(
+        f"/v1/requests/{req['id']}/extend", json={"duration": "7h", "reason": "still debugging"}
+    )
+    assert ext.status_code == 201
+    assert ext.json()["extends"] == req["id"] and ext.json()["state"] == "pending"
+    by_other = served.client("sam@example.com").post(
+        f"/v1/requests/{req['id']}/extend", json={"duration": "1h", "reason": "x"}
+    )
+    assert by_other.status_code in (403, 404)
+    assert dba.post(f"/v1/requests/{ext.json()['id']}/approve").status_code == 200
+    original = served.client(JANE).get(f"/v1/requests/{req['id']}").json()
+    window = _ts(original["ends_at"]) - _ts(original["starts_at"])
+    assert window == timedelta(hours=4)  # the role's max in total, not 1h + 7h
+    extension = served.client(JANE).get(f"/v1/requests/{ext.json()['id']}").json()
+    assert extension["state"] == "active" and extension["ends_at"] == original["ends_at"]
+
+
+def test_list_filters_and_pagination(served: Served) -> None:
+    ids = [create(served, JANE, roles=["dev-ssh"], duration="1h")["id"] for _ in range(5)]
+    jane = served.client(JANE)
+    page = jane.get("/v1/requests", params={"limit": 2}).json()
+    seen = [r["id"] for r in page["items"]]
+    while page["next_cursor"]:
+        page = jane.get("/v1/requests", params={"limit": 2, "cursor": page["next_cursor"]}).json()
+        seen += [r["id"] for r in page["items"]]
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+    pending = create(served, JANE, roles=["staging-ssh"])
+    todo = served.client("priya@example.com").get("/v1/requests", params={"approver": "me"})
+    assert [r["id"] for r in todo.json()["items"]] == [pending["id"]]
+    assert jane.get("/v1/requests", params={"requester": "sam@example.com"}).status_code == 403
+    assert (
+        jane.get("/v1/requests", params={"state": "pending"}).json()["items"][0]["id"]
+        == (pending["id"])
+    )
+
+
+def test_idempotency_key(served: Served) -> None:
+    jane = served.client(JANE)
+    body = {"roles": ["dev-ssh"], "reason": "INC-1", "duration": "1h"}
+    first = jane.post("/v1/requests", json=body, headers={"Idempotency-Key": "k-1"})
+    again = jane.post("/v1/requests", json=body, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"]
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    other = jane.post(
+        "/v1/requests", json={**body, "duration": "2h"}, headers={"Idempotency-Key": "k-1"}
+    )
+    assert other.status_code == 422
+    listed = jane.get("/v1/requests").json()["items"]
+    assert len(listed) == 1
+
+
+def _ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

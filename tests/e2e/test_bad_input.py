@@ -1,0 +1,139 @@
+"""Bad input gets a 4xx problem+json with a useful detail, never a 500; nothing is lost."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from served import Served
+
+JANE = "jane.doe@example.com"
+
+
+def assert_problem(response: httpx.Response, status: int, words: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status and body["title"] and words in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"roles": ["no-such-role"], "reason": "x"}, "unknown role"),
+        ({"roles": [], "reason": "x"}, "roles"),
+        ({"roles": ["dev-ssh"], "reason": "x", "duration": "-5m"}, "not a duration"),
+        ({"roles": ["dev-ssh"], "reason": "x", "duration": "banana"}, "not a duration"),
+        ({"roles": ["dev-ssh"], "reason": ""}, "reason"),
+        ({"roles": ["dev-ssh"]}, "reason"),
+        ({"roles": ["dev-ssh"], "reason": "x", "urgency": "asap"}, "urgency"),
+        ({"roles": ["dev-ssh"], "reason": "x", "purpose": "fun"}, "unknown purpose"),
+        ({"roles": ["dev-ssh"], "reason": "x", "resources": ["nope"]}, "unknown resource"),
+        ({"roles": ["dev-ssh"], "reason": "x", "extra": 1}, "extra"),
+        ({"roles": "dev-ssh", "reason": "x"}, "roles"),
+        ({"roles": ["dev-ssh"], "reason": "x" * 2001}, "reason"),
+    ],
+)
+def test_invalid_bodies(served: Served, body: dict, words: str) -> None:
+    assert_problem(served.client(JANE).post("/v1/requests", json=body), 422, words)
+
+
+def test_malformed_json(served: Served) -> None:
+    response = served.client(JANE).post(
+        "/v1/requests", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert_problem(response, 422, "JSON")
+
+
+def test_two_megabyte_reason(served: Served) -> None:
+    body = {"roles": ["dev-ssh"], "reason": "x" * (2 * 1024 * 1024)}
+    assert_problem(served.client(JANE).post("/v1/requests", json=body), 413, "larger")
+
+
+def test_start_past_max_schedule_ahead(served: Served) -> None:
+    start = served.clock.now() + timedelta(days=8)
+    body = {"roles": ["dev-ssh"], "reason": "x", "start_at": start.isoformat()}
+    assert_problem(served.client(JANE).post("/v1/requests", json=body), 422, "max_schedule")
+
+
+def test_start_in_the_past_and_without_zone(served: Served) -> None:
+    past = (served.clock.now() - timedelta(hours=1)).isoformat()
+    naive = (served.clock.now() + timedelta(hours=1)).replace(tzinfo=None).isoformat()
+    jane = served.client(JANE)
+    assert_problem(
+        jane.post("/v1/requests", json={"roles": ["dev-ssh"], "reason": "x", "start_at": past}),
+        422,
+        "past",
+    )
+    assert_problem(
+        jane.post("/v1/requests", json={"roles": ["dev-ssh"], "reason": "x", "start_at": naive}),
+        422,
+        "zone",
+    )
+
+
+def test_scheduled_start_waits_then_activates(served: Served) -> None:
+    from jitgate.service import lifecycle
+
+    start = served.clock.now() + timedelta(hours=2)
+    req = (
+        served.client(JANE)
+        .post(
+            "/v1/requests",
+            json={
+                "roles": ["dev-ssh"],
+                "reason": "maintenance",
+                "duration": "1h",
+                "start_at": start.isoformat(),
+            },
+        )
+        .json()
+    )
+    assert req["state"] == "approved"
+    assert datetime.fromisoformat(req["starts_at"]) == start.astimezone(UTC)
+    served.clock.advance(timedelta(hours=2))
+    assert lifecycle.tick(served.app.ctx).activated == 1
+    assert served.client(JANE).get(f"/v1/requests/{req['id']}").json()["state"] == "active"
+
+
+def test_unknown_ids(served: Served) -> None:
+    jane = served.client(JANE)
+    assert_problem(jane.get("/v1/requests/does-not-exist"), 404, "no request")
+    assert_problem(jane.post("/v1/requests/nope/approve"), 404, "no request")
+    assert_problem(served.client("gateway").post("/v1/sessions/nope/end"), 404, "no session")
+
+
+def test_missing_and_wrong_tokens(served: Served) -> None:
+    bare = served.client()
+    assert_problem(bare.get("/v1/requests"), 401, "missing bearer")
+    wrong = served.client(headers={"Authorization": "Bearer jg_nope"})
+    assert_problem(wrong.get("/v1/requests"), 401, "invalid")
+    basic = served.client(headers={"Authorization": "Basic abc"})
+    assert_problem(basic.get("/v1/requests"), 401, "bearer")
+    assert bare.get("/healthz").status_code == 200
+    assert bare.get("/readyz").json()["status"] == "ready"
+
+
+def test_bad_cursor_and_limits(served: Served) -> None:
+    jane = served.client(JANE)
+    assert_problem(jane.get("/v1/requests", params={"cursor": "garbage!"}), 422, "cursor")
+    assert_problem(jane.get("/v1/requests", params={"limit": 0}), 422, "limit")
+    assert_problem(
+        served.client("sec@example.com").get("/v1/audit", params={"since": "2026-01-01T00:00:00"}),
+        422,
+        "zone",
+    )
+
+
+def test_deny_needs_reason(served: Served) -> None:
+    rid = (
+        served.client(JANE)
+        .post("/v1/requests", json={"roles": ["staging-ssh"], "reason": "x"})
+        .json()["id"]
+    )
+    priya = served.client("priya@example.com")
+    assert_problem(priya.post(f"/v1/requests/{rid}/deny", json={}), 422, "reason")
+    assert_problem(priya.post(f"/v1/requests/{rid}/deny", json={"reason": "  "}), 422, "reason")
+    assert served.client(JANE).get(f"/v1/requests/{rid}").json()["state"] == "pending"
