@@ -18,9 +18,16 @@ def alembic_config() -> Config:
     return config
 
 
+MIGRATION_LOCK = 0x6A697467  # "jitg": one migrator at a time across replicas
+
+
 def upgrade(db: Database, revision: str = "head") -> None:
+    """Migrate to ``revision``; on PostgreSQL under an advisory lock, so replicas starting
+    together migrate once and the others wait, then find nothing to do."""
     config = alembic_config()
     with db.engine.begin() as conn:
+        if not db.is_sqlite:
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 

@@ -9,8 +9,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jitgate import __version__
 from jitgate.bootstrap import App
-from jitgate.entrypoints.api import problems, routes_admin, routes_requests, routes_service
+from jitgate.entrypoints.api import (
+    problems,
+    routes_admin,
+    routes_backends,
+    routes_integrations,
+    routes_requests,
+    routes_service,
+)
 from jitgate.entrypoints.api.schemas import Problem
+from jitgate.entrypoints.web import routes as web_routes
 
 MAX_BODY = 256 * 1024
 
@@ -55,6 +63,9 @@ def create_app(app: App) -> FastAPI:
     problems.install(api)
     for module in (routes_requests, routes_service, routes_admin):
         api.include_router(module.router)
+    api.include_router(routes_integrations.router)
+    api.include_router(routes_backends.router)
+    api.include_router(web_routes.router)
     _register_problem_schema(api)
     api.add_middleware(BodyLimit)
     return api

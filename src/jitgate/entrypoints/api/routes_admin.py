@@ -11,11 +11,11 @@ from fastapi.responses import JSONResponse
 
 from jitgate.adapters.db.migrate import current
 from jitgate.adapters.policy import PolicyError
-from jitgate.domain.events import DomainEvent
 from jitgate.entrypoints.api import schemas as s
 from jitgate.entrypoints.api.auth import AppDep, UserDep
 from jitgate.entrypoints.api.problems import PROBLEM_RESPONSES, problem
 from jitgate.service import queries
+from jitgate.service.policy import record_policy_loaded
 from jitgate.service.ports import AuditQuery
 
 router = APIRouter(tags=["admin"], responses=PROBLEM_RESPONSES)
@@ -66,14 +66,7 @@ def reload_policy(app: AppDep, who: UserDep) -> Any:
             "policy is invalid; the last good policy stays in force",
             problems=[str(p) for p in exc.problems],
         )
-    with app.ctx.uow() as uow:
-        app.ctx.publish(
-            uow,
-            [DomainEvent("policy.loaded", who, None, {"digest": policy.digest, "via": "api"})],
-            None,
-            app.ctx.clock.now(),
-        )
-        uow.commit()
+    record_policy_loaded(app.ctx, policy=policy, actor=who, via="api")
     return {"ok": True, "digest": policy.digest}
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import click
 
 from jitgate import __version__
-from jitgate.entrypoints.cli import audit_cmd, policy_cmd, requests_cmd, server, tokens_cmd
+from jitgate.entrypoints.cli import (
+    audit_cmd,
+    notifications_cmd,
+    policy_cmd,
+    reconcile_cmd,
+    requests_cmd,
+    server,
+    ssh_cmd,
+    tokens_cmd,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +34,7 @@ for command in (
     policy_cmd.policy,
     tokens_cmd.token,
     audit_cmd.audit,
+    notifications_cmd.notifications,
     requests_cmd.request_cmd,
     requests_cmd.approve,
     requests_cmd.deny,
@@ -33,6 +43,8 @@ for command in (
     requests_cmd.ls,
     requests_cmd.show,
     requests_cmd.evidence,
+    ssh_cmd.ssh,
+    reconcile_cmd.reconcile,
 ):
     cli.add_command(command)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -25,23 +26,39 @@ if TYPE_CHECKING:
 log = logging.getLogger("jitgate")
 
 
-def _app(policy_path: str, db_url: str, **extra: object) -> App:
-    from jitgate.adapters.db.migrate import current
+def _app(policy_path: str, db_url: str, migrate: bool, **extra: object) -> App:
+    from jitgate.adapters.db.migrate import current, upgrade
     from jitgate.bootstrap import bootstrap
+    from jitgate.service.policy import record_policy_loaded
 
     app = bootstrap(settings(policy_path=policy_path, database_url=db_url, **extra))
-    if current(app.db) is None:
+    if migrate:
+        upgrade(app.db)
+    elif current(app.db) is None:
         app.close()
         fail("the database has no schema yet: run `jitgate db upgrade` first")
+    record_policy_loaded(app.ctx, policy=app.ctx.policy.current, actor="system", via="startup")
     return app
+
+
+def _jobs(app: App) -> list[Callable[[], object]]:
+    """The scheduler's extra jobs: notification delivery (off with JITGATE_DELIVERY=0),
+    backend retries and reconciliation."""
+    from jitgate.service.reconcile import scheduler_jobs
+
+    delivery = app.notify.jobs() if app.notify is not None else []
+    return [*delivery, *scheduler_jobs(app.ctx)]
 
 
 def _on_sighup(app: App) -> None:
     from jitgate.adapters.policy import PolicyError
 
     def reload(_signum: int, _frame: FrameType | None) -> None:
+        from jitgate.service.policy import record_policy_loaded
+
         try:
             policy = app.reload_policy()
+            record_policy_loaded(app.ctx, policy=policy, actor="system", via="sighup")
             log.info("policy reloaded: %s", policy.digest[:12])
         except PolicyError as exc:
             log.error("policy reload refused, the last good policy stays:\n%s", exc)
@@ -49,13 +66,22 @@ def _on_sighup(app: App) -> None:
     signal.signal(signal.SIGHUP, reload)
 
 
+migrate_option = click.option(
+    "--migrate/--no-migrate",
+    default=True,
+    show_default=True,
+    help="Bring the schema to the newest revision first (one replica at a time).",
+)
+
+
 @click.command()
 @policy_option
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@migrate_option
 @friendly
-def serve(policy_path: str, db_url: str, host: str, port: int) -> None:
+def serve(policy_path: str, db_url: str, host: str, port: int, migrate: bool) -> None:
     """Run the API, the web pages and the scheduler in one process."""
     import uvicorn
 
@@ -63,9 +89,9 @@ def serve(policy_path: str, db_url: str, host: str, port: int) -> None:
     from jitgate.entrypoints.scheduler import Scheduler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = _app(policy_path, db_url, host=host, port=port)
+    app = _app(policy_path, db_url, migrate, host=host, port=port)
     _on_sighup(app)
-    scheduler = Scheduler(app.ctx, app.settings.tick_seconds)
+    scheduler = Scheduler(app.ctx, app.settings.tick_seconds, extra=_jobs(app))
     scheduler.start()
     try:
         uvicorn.run(create_app(app), host=host, port=port, log_level="warning", access_log=False)
@@ -77,15 +103,16 @@ def serve(policy_path: str, db_url: str, host: str, port: int) -> None:
 @click.command()
 @policy_option
 @db_option
+@migrate_option
 @friendly
-def worker(policy_path: str, db_url: str) -> None:
-    """Run only the scheduler (for several replicas on PostgreSQL)."""
+def worker(policy_path: str, db_url: str, migrate: bool) -> None:
+    """Run only the scheduler and notification delivery (for several replicas on PostgreSQL)."""
     from jitgate.entrypoints.scheduler import Scheduler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = _app(policy_path, db_url)
+    app = _app(policy_path, db_url, migrate)
     _on_sighup(app)
-    scheduler = Scheduler(app.ctx, app.settings.tick_seconds)
+    scheduler = Scheduler(app.ctx, app.settings.tick_seconds, extra=_jobs(app))
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stopped.set())
     try:
         scheduler.run_forever()

@@ -18,8 +18,11 @@ def token() -> None:
 @db_option
 @friendly
 def create(email: str | None, service: str | None, db_url: str) -> None:
-    """Create a token for EMAIL, or for --service NAME; print it alone on stdout."""
+    """Create a token for EMAIL, or for --service NAME; print it alone on stdout.
+
+    Only its SHA-256 hash is stored. The schema is brought up to date first if needed."""
     from jitgate.adapters.clock import SystemClock
+    from jitgate.adapters.db.migrate import upgrade
     from jitgate.adapters.db.uow import SqlUnitOfWorkFactory
     from jitgate.domain.policy import Policy
     from jitgate.entrypoints.cli.common import opened
@@ -33,6 +36,7 @@ def create(email: str | None, service: str | None, db_url: str) -> None:
         fail(f"{email!r} is not an email address")
     principal = Principal("user", email.lower()) if email else Principal("service", str(service))
     with opened(db_url) as database:
+        upgrade(database)
         ctx = Context(
             uow=SqlUnitOfWorkFactory(database), clock=SystemClock(), policy=PolicyHolder(Policy())
         )

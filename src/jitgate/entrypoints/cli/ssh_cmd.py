@@ -1,0 +1,177 @@
+"""``jitgate ssh``: certificates, the KRL, and sshd's ``AuthorizedPrincipalsCommand``.
+
+- ``jitgate ssh cert REQUEST_ID [--key ~/.ssh/id_ed25519.pub]`` writes the certificate
+  beside the key (``id_ed25519-cert.pub``), where ``ssh`` finds it by itself;
+- ``jitgate ssh krl --out FILE`` writes the KRL for sshd's ``RevokedKeys`` (atomically);
+- ``jitgate ssh authorize --user %u --key-id %i …`` is run by sshd: it asks
+  ``/v1/authorize`` for the jitgate user named in the certificate's key id, records the
+  session (``POST /v1/sessions``) and prints the allowed principals. Refused, unknown or
+  unreachable: it prints nothing and exits non-zero (fail closed).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from jitgate.entrypoints.cli.client import with_api
+from jitgate.entrypoints.cli.common import fail
+
+KEY_NAMES = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
+
+
+@click.group()
+def ssh() -> None:
+    """OpenSSH certificates for active grants, the KRL, and the sshd helper."""
+
+
+def _default_key() -> Path:
+    home = Path.home() / ".ssh"
+    for name in KEY_NAMES:
+        if (home / name).is_file():
+            return home / name
+    fail(f"no public key found in {home} ({', '.join(KEY_NAMES)}); give --key")
+
+
+def cert_path_for(key: Path) -> Path:
+    """``id_ed25519.pub`` -> ``id_ed25519-cert.pub`` (the name ``ssh`` looks for)."""
+    stem = key.name[: -len(".pub")] if key.name.endswith(".pub") else key.name
+    return key.with_name(f"{stem}-cert.pub")
+
+
+def _write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@ssh.command()
+@click.argument("request_id")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--backend", default=None, help="Which ssh-ca backend, if the grant has several.")
+@with_api
+def cert(api: Any, request_id: str, key_path: Path | None, backend: str | None) -> None:
+    """Get a certificate for REQUEST_ID and write it beside the public key."""
+    key = key_path or _default_key()
+    try:
+        public_key = key.read_text().strip()
+    except OSError as exc:
+        fail(f"cannot read {key}: {exc.strerror}")
+    body: dict[str, Any] = {"public_key": public_key}
+    if backend:
+        body["backend"] = backend
+    answer = api.post(f"/v1/requests/{request_id}/ssh-certificate", body)
+    target = cert_path_for(key)
+    _write_atomically(target, (answer["certificate"] + "\n").encode())
+    click.echo(str(target))
+    click.echo(
+        f"key id {answer['key_id']}, principals {', '.join(answer['principals'])}, "
+        f"valid until {answer['valid_before']}",
+        err=True,
+    )
+
+
+@ssh.command()
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@with_api
+def krl(api: Any, out: Path) -> None:
+    """Write the KRL of certificates whose grant ended early (for sshd's RevokedKeys)."""
+    data = api.get("/v1/ssh/krl")
+    if not isinstance(data, bytes) or not data.startswith(b"SSHKRL\n\0"):
+        fail("the server did not answer with a KRL")
+    _write_atomically(out, data)
+    click.echo(f"wrote {len(data)} bytes to {out}", err=True)
+
+
+def _read_token(token_file: Path | None) -> str | None:
+    """The service token: ``JITGATE_TOKEN``, or a file only its owner can read."""
+    if token_file is None:
+        return os.environ.get("JITGATE_TOKEN") or None
+    try:
+        info = token_file.stat()
+        if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            click.echo(f"refusing {token_file}: it must be owned by us and mode 0600", err=True)
+            return None
+        return token_file.read_text().strip() or None
+    except OSError as exc:
+        click.echo(f"cannot read {token_file}: {exc.strerror}", err=True)
+        return None
+
+
+def _target(resource: str | None, type_: str, environment: str | None) -> dict[str, str]:
+    if resource:
+        return {"resource": resource}
+    if not environment:
+        return {}
+    return {"type": type_, "environment": environment}
+
+
+@ssh.command()
+@click.option("--server", envvar="JITGATE_SERVER", default="http://127.0.0.1:8080")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--user", "local_user", required=True, help="sshd's %u (the account).")
+@click.option("--key-id", required=True, help="sshd's %i (the certificate's key id).")
+@click.option("--fingerprint", default=None, help="sshd's %f (logged only).")
+@click.option("--key-type", default=None, help="sshd's %t (logged only).")
+@click.option("--resource", default=None, help="This host as a jitgate resource.")
+@click.option("--type", "type_", default="ssh", show_default=True)
+@click.option("--environment", default=None, help="This host's environment.")
+@click.option("--principal", "principals", multiple=True, help="Principals to allow (default %u).")
+def authorize(
+    server: str,
+    token_file: Path | None,
+    local_user: str,
+    key_id: str,
+    fingerprint: str | None,
+    key_type: str | None,
+    resource: str | None,
+    type_: str,
+    environment: str | None,
+    principals: tuple[str, ...],
+) -> None:
+    """For sshd's AuthorizedPrincipalsCommand: allow a jitgate certificate while its grant
+    is honoured, and record the login as a session of the grant."""
+    from jitgate.adapters.backends.ssh_ca import parse_key_id
+
+    parsed = parse_key_id(key_id)
+    target = _target(resource, type_, environment)
+    token = _read_token(token_file)
+    if parsed is None or not target or token is None:
+        click.echo("jitgate: not a jitgate certificate, no target or no token", err=True)
+        sys.exit(1)
+    request_id, user = parsed
+    headers = {"Authorization": f"Bearer {token}", "User-Agent": "jitgate-ssh-authorize"}
+    try:
+        with httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=5.0) as http:
+            verdict = http.post("/v1/authorize", json={"user": user, **target})
+            if verdict.status_code != 200 or not verdict.json().get("allowed"):
+                click.echo(f"jitgate: {user} refused ({verdict.status_code})", err=True)
+                sys.exit(1)
+            body = {"user": user, "kind": "ssh", **target}
+            session = http.post("/v1/sessions", json=body)
+            if session.status_code != 201:
+                click.echo(f"jitgate: session refused ({session.status_code})", err=True)
+                sys.exit(1)
+    except (httpx.HTTPError, ValueError) as exc:
+        click.echo(f"jitgate: cannot reach {server}: {type(exc).__name__}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"jitgate: {user} as {local_user} via request {request_id} "
+        f"(session {session.json().get('id')}, key {key_type or '?'} {fingerprint or '?'})",
+        err=True,
+    )
+    for name in principals or (local_user,):
+        click.echo(name)

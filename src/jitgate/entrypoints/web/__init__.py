@@ -1,0 +1,1 @@
+"""Web pages: the one-click link pages (confirmation, decision, request view)."""

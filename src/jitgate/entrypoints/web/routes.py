@@ -1,0 +1,207 @@
+"""The one-click link pages (SPEC §6): ``GET /l/{token}`` shows, ``POST /l/{token}`` decides.
+
+How a person proves who they are: a link is bound to the approver it was sent to. With
+``JITGATE_WEB_USER_HEADER`` set (jitgate behind an SSO proxy), that header names the person
+and nothing else does. Otherwise the browser keeps a signed session cookie naming the person
+whose personal link first opened in it (having the link proves having the mailbox or Slack
+DM it was sent to, as with a sign-in link); a link bound to someone else, opened in a
+browser signed in as another person, is refused (403), and so is a link from a shared
+channel (bound to nobody) in a browser nobody signed in to.
+
+Invariants: a GET never changes a request or a link (mail scanners prefetch links); the
+POST needs the session cookie (``SameSite=Lax``, ``HttpOnly``) and a form token bound to the
+link and that cookie, so a cross-site or replayed form is refused (403); every answer is a
+page with ``no-store``, ``no-referrer`` and no framing; a bad token is 404, never a 500.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from jitgate.adapters.links import HmacLinkSigner, WebSession
+from jitgate.adapters.notifiers.render import human_duration
+from jitgate.adapters.notifiers.wiring import NotifyRuntime
+from jitgate.domain.errors import DomainError, Forbidden, Gone, Invalid, NotFound
+from jitgate.entrypoints.api.auth import AppDep
+from jitgate.service.links import BadLink, Link, LinkPage, decide_from_link, open_link
+
+router = APIRouter(tags=["links"], include_in_schema=False)
+COOKIE = "jitgate_session"
+STATUS = {"confirm": 200, "view": 200, "gone": 410, "forbidden": 403, "missing": 404}
+HEADINGS = {
+    "confirm": "Confirm your decision",
+    "view": "Access request",
+    "gone": "This link can no longer be used",
+    "forbidden": "Not allowed",
+    "missing": "Link not recognised",
+}
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "X-Robots-Tag": "noindex, nofollow",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+
+@lru_cache(maxsize=1)
+def _templates() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=select_autoescape(("html",), default=True),
+    )
+
+
+def _page(status: int, heading: str, message: str = "", **context: Any) -> HTMLResponse:
+    request = context.get("request")
+    duration = human_duration(int(request.duration.total_seconds())) if request else ""
+    html = (
+        _templates()
+        .get_template("link.html")
+        .render(heading=heading, message=message, duration=duration, **context)
+    )
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+def _runtime(app: Any) -> NotifyRuntime | None:
+    notify = getattr(app, "notify", None)
+    return notify if isinstance(notify, NotifyRuntime) else None
+
+
+def _person(request: Request, rt: NotifyRuntime, session: WebSession | None) -> str | None:
+    header = rt.web.user_header
+    if header:
+        value = request.headers.get(header, "").strip().lower()
+        return value or None
+    return session.subject if session and session.subject else None
+
+
+def _session(request: Request, signer: HmacLinkSigner) -> WebSession | None:
+    return signer.read_session(request.cookies.get(COOKIE), int(time.time()))
+
+
+def _set_cookie(response: HTMLResponse, request: Request, rt: NotifyRuntime, value: str) -> None:
+    secure = request.url.scheme == "https" or rt.env.get("JITGATE_COOKIE_SECURE") == "1"
+    response.set_cookie(
+        COOKIE,
+        value,
+        max_age=rt.web.session_hours * 3600,
+        path="/l/",
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+    )
+
+
+def _read(rt: NotifyRuntime, token: str) -> Link | None:
+    try:
+        return rt.signer.read(token)
+    except BadLink:
+        return None
+
+
+@router.get("/l/{token}", response_class=HTMLResponse)
+def show_link(token: str, request: Request, app: AppDep) -> HTMLResponse:
+    rt = _runtime(app)
+    link = _read(rt, token) if rt else None
+    if rt is None or link is None:
+        return _page(404, HEADINGS["missing"], "This link was not made by this server.")
+    session = _session(request, rt.signer)
+    person = _person(request, rt, session)
+    new_cookie: str | None = None
+    if session is None or (not session.subject and not rt.web.user_header and link.subject):
+        subject = "" if rt.web.user_header else link.subject
+        expires = int(time.time()) + rt.web.session_hours * 3600
+        new_cookie = rt.signer.session(subject, expires)
+        session = rt.signer.read_session(new_cookie, int(time.time()))
+        person = person or (subject or None)
+    page = open_link(app.ctx, rt.link_uses_of, link=link, person=person)
+    response = _render(page, rt, token, session)
+    if new_cookie:
+        _set_cookie(response, request, rt, new_cookie)
+    return response
+
+
+def _render(
+    page: LinkPage, rt: NotifyRuntime, token: str, session: WebSession | None
+) -> HTMLResponse:
+    form = None
+    if page.kind == "confirm" and session is not None:
+        form = {
+            "csrf": rt.signer.csrf(token, session.nonce),
+            "person": page.person,
+            "action": page.link.action,
+        }
+    heading = HEADINGS[page.kind]
+    if page.kind == "confirm":
+        heading = f"{'Approve' if page.link.action == 'approve' else 'Deny'} this request?"
+    return _page(STATUS[page.kind], heading, page.message, request=page.request, form=form)
+
+
+@router.post("/l/{token}", response_class=HTMLResponse)
+def decide_link(
+    token: str,
+    request: Request,
+    app: AppDep,
+    csrf: str = Form(default="", max_length=200),
+    comment: str = Form(default="", max_length=2000),
+) -> HTMLResponse:
+    rt = _runtime(app)
+    link = _read(rt, token) if rt else None
+    if rt is None or link is None:
+        return _page(404, HEADINGS["missing"], "This link was not made by this server.")
+    session = _session(request, rt.signer)
+    cross_site = request.headers.get("sec-fetch-site", "") == "cross-site"
+    if session is None or cross_site or not rt.signer.check_csrf(token, session.nonce, csrf):
+        return _page(
+            403,
+            HEADINGS["forbidden"],
+            "This form has expired or did not come from this page: open the link again.",
+        )
+    person = _person(request, rt, session)
+    try:
+        outcome = decide_from_link(
+            app.ctx, rt.link_uses_of, link=link, person=person, comment=comment
+        )
+    except DomainError as exc:
+        return _refused(exc, app, link)
+    did = "approved" if outcome.action == "approve" else "denied"
+    return _page(
+        200, f"You {did} this request", _after(outcome.request.state.value), request=outcome.request
+    )
+
+
+def _refused(exc: DomainError, app: Any, link: Link) -> HTMLResponse:
+    kind = (
+        "gone"
+        if isinstance(exc, Gone)
+        else "forbidden"
+        if isinstance(exc, Forbidden)
+        else ("missing" if isinstance(exc, NotFound) else "invalid")
+    )
+    status = {"gone": 410, "forbidden": 403, "missing": 404}.get(kind, 422)
+    heading = HEADINGS.get(kind, "The decision was not recorded")
+    request = None
+    if kind != "missing":
+        with app.ctx.uow(write=False) as uow:
+            request = uow.requests.get(link.request_id)
+    if isinstance(exc, Invalid):
+        return _page(422, heading, str(exc), request=request)
+    return _page(status, heading, str(exc), request=request)
+
+
+def _after(state: str) -> str:
+    if state == "pending":
+        return "Your approval is recorded; the request still needs other approvals."
+    return f"The request is now {state}."
