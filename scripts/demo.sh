@@ -9,6 +9,15 @@ export JITGATE_DATABASE_URL="${JITGATE_DATABASE_URL:-sqlite:///$ROOT/jitgate.db}
 export JITGATE_POLICY="${JITGATE_POLICY:-$ROOT/examples/policy.yaml}"
 TOKENS="${DEMO_TOKENS:-$ROOT/.demo-tokens}"
 PORT="${PORT:-8080}"
+# One-click links are signed with this key; it must survive restarts (and be the same on
+# every replica) or the links already sent stop working. Generated once, kept with the demo
+# tokens (.demo-tokens, mode 600, git-ignored), never printed.
+if [ -z "${JITGATE_LINK_SECRET:-}" ]; then
+  JITGATE_LINK_SECRET="$(sed -n 's/^export JITGATE_LINK_SECRET=//p' "$TOKENS" 2>/dev/null || true)"
+  [ -n "$JITGATE_LINK_SECRET" ] || JITGATE_LINK_SECRET="$("$ROOT/.venv/bin/python" -c \
+    'import secrets; print(secrets.token_urlsafe(32))')"
+fi
+export JITGATE_LINK_SECRET
 
 $JG policy check "$JITGATE_POLICY"
 $JG db upgrade
@@ -20,6 +29,7 @@ for who in jane.doe@example.com sam@example.com sue@example.com mark.lee@example
   var="TOKEN_$(echo "${who%%@*}" | tr '.a-z-' '_A-Z_')"
   echo "export $var=$($JG token create "$who")" >> "$TOKENS"
 done
+echo "export JITGATE_LINK_SECRET=$JITGATE_LINK_SECRET" >> "$TOKENS"
 echo "export TOKEN_GATEWAY=$($JG token create --service demo-gateway)" >> "$TOKENS"
 ONCALL=$($JG policy oncall sre)
 echo "export TOKEN_SRE_ONCALL=$(grep "TOKEN_$(echo "${ONCALL%%@*}" | tr '.a-z-' '_A-Z_')=" "$TOKENS" | cut -d= -f2)" >> "$TOKENS"

@@ -24,8 +24,6 @@ REPO_ROOT = TESTS_DIR.parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-from pg import INSTALL_HINT, PgServer, find_bindir  # noqa: E402
-
 from jitgate.adapters.clock import ManualClock  # noqa: E402
 from jitgate.adapters.db.engine import Database, connect  # noqa: E402
 from jitgate.adapters.db.migrate import upgrade  # noqa: E402
@@ -33,6 +31,7 @@ from jitgate.adapters.db.uow import SqlUnitOfWorkFactory  # noqa: E402
 from jitgate.adapters.policy import load_policy  # noqa: E402
 from jitgate.domain.policy import Policy  # noqa: E402
 from jitgate.service.context import Context, PolicyHolder  # noqa: E402
+from pg import INSTALL_HINT, PgServer, find_bindir  # noqa: E402
 
 EXAMPLE_POLICY_PATH = REPO_ROOT / "examples" / "policy.yaml"
 #: Monday 2026-03-02 10:00 UTC: the fixed "now" every test starts from.
@@ -66,8 +65,7 @@ def pg_server() -> Iterator[PgServer]:
         server.start()
     except Exception as exc:
         server.stop()
-        pytest.fail(f"could not start a throwaway PostgreSQL from {bindir}: {exc}",
-                    pytrace=False)
+        pytest.fail(f"could not start a throwaway PostgreSQL from {bindir}: {exc}", pytrace=False)
     try:
         yield server
     finally:
@@ -112,7 +110,8 @@ def make_ctx(example_policy: Policy) -> Iterator[MakeCtx]:
         upgrade(db)
         clock = ManualClock(start)
         ctx = Context(
-            uow=SqlUnitOfWorkFactory(db), clock=clock,
+            uow=SqlUnitOfWorkFactory(db),
+            clock=clock,
             policy=PolicyHolder(policy if policy is not None else example_policy),
         )
         return ctx, clock

@@ -104,25 +104,44 @@ class PgServer:
         self.root.chmod(0o700)
         data = self.root / "data"
         self._run(
-            "initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-            "--locale=C", "--no-sync",
+            "initdb",
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
         )
         last_error: Exception | None = None
         for _attempt in range(5):
             self.port = free_port()
-            options = " ".join([
-                f"-p {self.port}",
-                "-c listen_addresses=127.0.0.1",
-                f"-c unix_socket_directories={self.root}",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-                "-c max_connections=200",
-            ])
+            options = " ".join(
+                [
+                    f"-p {self.port}",
+                    "-c listen_addresses=127.0.0.1",
+                    f"-c unix_socket_directories={self.root}",
+                    "-c fsync=off",
+                    "-c synchronous_commit=off",
+                    "-c full_page_writes=off",
+                    "-c max_connections=200",
+                ]
+            )
             try:
                 self._run(
-                    "pg_ctl", "-D", str(data), "-l", str(self.root / "server.log"),
-                    "-o", options, "-w", "-t", "60", "start",
+                    "pg_ctl",
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(self.root / "server.log"),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
                 )
                 return self
             except RuntimeError as exc:  # port taken between probe and bind: try another
@@ -143,8 +162,16 @@ class PgServer:
         try:
             if (root / "data" / "postmaster.pid").exists():
                 with contextlib.suppress(RuntimeError, subprocess.SubprocessError):
-                    self._run("pg_ctl", "-D", str(root / "data"), "-m", "immediate", "-w",
-                              "stop", timeout=60)
+                    self._run(
+                        "pg_ctl",
+                        "-D",
+                        str(root / "data"),
+                        "-m",
+                        "immediate",
+                        "-w",
+                        "stop",
+                        timeout=60,
+                    )
         finally:
             shutil.rmtree(root, ignore_errors=True)
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jitgate.adapters.backends.wiring import wire_enforcement
 from jitgate.adapters.clock import SystemClock
 from jitgate.adapters.db.engine import Database, connect
 from jitgate.adapters.db.uow import SqlUnitOfWorkFactory
+from jitgate.adapters.notifiers.wiring import NotifyRuntime
+from jitgate.adapters.notifiers.wiring import runtime as notifications
 from jitgate.adapters.policy import load_policy
 from jitgate.config import Settings
 from jitgate.domain.policy import Policy
@@ -21,6 +24,7 @@ class App:
     settings: Settings
     db: Database
     ctx: Context
+    notify: NotifyRuntime | None = None
 
     def reload_policy(self) -> Policy:
         """Load the policy file again; on error the last good policy stays (raises)."""
@@ -29,6 +33,11 @@ class App:
         return policy
 
     def close(self) -> None:
+        if self.notify is not None:
+            self.notify.close()
+        close_grants = getattr(self.ctx.grants, "close", None)
+        if close_grants is not None:
+            close_grants()
         self.db.dispose()
 
 
@@ -45,4 +54,5 @@ def bootstrap(
         clock=clock or SystemClock(),
         policy=PolicyHolder(loaded),
     )
-    return App(settings, db, ctx)
+    wire_enforcement(ctx, db)
+    return App(settings, db, ctx, notify=notifications(ctx))

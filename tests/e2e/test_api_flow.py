@@ -144,7 +144,9 @@ def test_extension_goes_through_approval_and_is_capped(
     window = _ts(original["ends_at"]) - _ts(original["starts_at"])
     assert window == timedelta(hours=4)  # the role's max in total, not 1h + 7h
     extension = served.client(JANE).get(f"/v1/requests/{ext.json()['id']}").json()
-    assert extension["state"] == "active" and extension["ends_at"] == original["ends_at"]
+    assert extension["state"] == "approved"  # its grant is the time it adds, still ahead
+    assert extension["ends_at"] == original["ends_at"]
+    assert _ts(extension["starts_at"]) == _ts(original["starts_at"]) + timedelta(hours=1)
 
 
 def test_list_filters_and_pagination(served: Served) -> None:

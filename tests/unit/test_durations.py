@@ -32,8 +32,23 @@ def test_parses_short_and_iso_forms(text: str, expected: timedelta) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["-5m", "banana", "0s", "", "   ", "0h0m", "PT0S", "P", "PT", "2x", "h", "1.5h", "2 h",
-     "P1H", "3651d"],
+    [
+        "-5m",
+        "banana",
+        "0s",
+        "",
+        "   ",
+        "0h0m",
+        "PT0S",
+        "P",
+        "PT",
+        "2x",
+        "h",
+        "1.5h",
+        "2 h",
+        "P1H",
+        "3651d",
+    ],
 )
 def test_rejects_malformed_zero_negative_and_absurd(text: str) -> None:
     with pytest.raises(ValueError, match=r"duration|zero|ten years"):

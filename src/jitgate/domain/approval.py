@@ -46,12 +46,18 @@ class Evaluation:
         return all(r.satisfied_by is not None for r in self.requirements)
 
 
+def same_person(a: str, b: str) -> bool:
+    """Emails name people case-insensitively: ``SAM@Example.com`` is ``sam@example.com``."""
+    return a.strip().lower() == b.strip().lower()
+
+
 def spec_matches(
     spec: ApproverSpec, person: str, *, requester: str, directory: Directory, at: datetime
 ) -> bool:
     """Whether ``person`` is named by ``spec`` for a request by ``requester`` at time ``at``."""
-    if person == requester:
+    if same_person(person, requester):
         return False
+    person = person.lower()
     if spec.kind == "group":
         return spec.value in directory.groups_of(person)
     if spec.kind == "team_lead":
@@ -60,7 +66,7 @@ def spec_matches(
         return directory.manager_of(requester) == person
     if spec.kind == "oncall":
         return directory.on_call(spec.value, at) == person
-    return spec.value == person
+    return same_person(spec.value, person)
 
 
 def spec_candidates(
@@ -94,7 +100,7 @@ def can_decide(
     escalated: bool,
 ) -> bool:
     """Whether ``person`` is an eligible approver of a request with ``rules`` at ``at``."""
-    if person == requester:
+    if same_person(person, requester):
         return False
     for rule in rules:
         if rule.kind == "self":
@@ -148,10 +154,10 @@ def _first_approvals(approvals: Iterable[Approval], requester: str) -> list[Appr
     seen: set[str] = set()
     counted = []
     for approval in sorted(approvals, key=lambda a: a.at):
-        if approval.decision != "approve" or approval.approver == requester:
+        if approval.decision != "approve" or same_person(approval.approver, requester):
             continue
-        if approval.approver not in seen:
-            seen.add(approval.approver)
+        if approval.approver.lower() not in seen:
+            seen.add(approval.approver.lower())
             counted.append(approval)
     return counted
 

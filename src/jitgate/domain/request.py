@@ -95,10 +95,7 @@ class AccessRequest:
         )
 
     def covers(self, scope: Scope, resource: str | None) -> bool:
-        """Whether this grant gives ``scope`` (or ``resource``); never more than one role gives."""
-        if self.resources:
-            return resource is not None and resource in self.resources
-        return any(mine.covers(scope) for mine in self.scopes)
+        return grant_covers(self.resources, self.scopes, scope, resource)
 
     # -- decisions -------------------------------------------------------------------------
 
@@ -111,8 +108,9 @@ class AccessRequest:
         comment: str | None = None,
         via: str = "api",
     ) -> appr.Evaluation:
+        approver = approver.strip().lower()
         self._check_decider(approver, directory, now)
-        if any(a.approver == approver for a in self.approvals):
+        if any(appr.same_person(a.approver, approver) for a in self.approvals):
             raise Conflict(f"{approver} has already approved this request")
         self.approvals += (appr.Approval(approver, "approve", now, comment, via),)
         self._record("approval.recorded", approver, decision="approve", comment=comment, via=via)
@@ -125,6 +123,7 @@ class AccessRequest:
         self, approver: str, *, reason: str, directory: Directory, now: datetime, via: str = "api"
     ) -> None:
         _check_reason(reason)
+        approver = approver.strip().lower()
         self._check_decider(approver, directory, now)
         check_transition(self.state, State.DENIED)
         self.approvals += (appr.Approval(approver, "deny", now, reason, via),)
@@ -142,16 +141,22 @@ class AccessRequest:
             raise Conflict(f"request {self.id} is {self.state.value}, not pending")
         if now >= self.expires_at:
             raise Conflict(f"request {self.id} expired at {self.expires_at.isoformat()}")
-        if person == self.requester:
+        if appr.same_person(person, self.requester):
             raise Forbidden("the requester can never approve or deny their own request")
         if not self.can_decide(person, directory, now):
             raise Forbidden(f"{person} is not an eligible approver of request {self.id}")
 
     def _approve(self, now: datetime, *, actor: str) -> None:
+        """Fix the grant window: immediate ``[now, now + d)``; scheduled
+        ``[start_at, start_at + d)``, shortened (never moved) when approved late. An
+        extension's window is set by its original (``extend``), not here."""
         check_transition(self.state, State.APPROVED)
+        self.state, self.decided_at = State.APPROVED, now
+        if self.extends is not None:
+            self._record("request.approved", actor, extends=self.extends)
+            return
         begin = max(now, self.start_at) if self.start_at else now
         planned_end = (self.start_at or now) + self.duration
-        self.state, self.decided_at = State.APPROVED, now
         self.starts_at, self.ends_at = begin, max(begin, planned_end)
         self._record(
             "request.approved",
@@ -197,6 +202,8 @@ class AccessRequest:
         )
 
     def warn_expiring(self, now: datetime) -> None:
+        if self.state is not State.ACTIVE or self.expiry_warned:
+            raise Conflict(f"request {self.id} is {self.state.value}; nothing is expiring")
         self.expiry_warned = True
         self._record("access.expiring", SYSTEM_ACTOR, ends_at=_iso(self.ends_at))
 
@@ -214,7 +221,7 @@ class AccessRequest:
 
     def revoke(self, actor: str, *, reason: str, now: datetime, is_admin: bool) -> None:
         _check_reason(reason)
-        if actor != self.requester and not is_admin:
+        if not appr.same_person(actor, self.requester) and not is_admin:
             raise Forbidden("only the requester or an admin can revoke a request")
         was = self.state
         check_transition(was, State.REVOKED)
@@ -227,7 +234,11 @@ class AccessRequest:
                 self.ends_at = max(now, self.starts_at or now)
 
     def extend(self, extension: AccessRequest, now: datetime) -> timedelta:
-        """Move ``ends_at`` out by an approved extension; never past ``max_total`` in all."""
+        """Move ``ends_at`` out by an approved extension; never past ``max_total`` in all.
+
+        The extension's own grant becomes exactly the time it adds, ``[old end, new end)``:
+        it never opens access earlier than the original does, and revoking it takes back
+        only what it added."""
         if self.state not in (State.APPROVED, State.ACTIVE) or self.ends_at is None:
             raise Conflict(f"request {self.id} is {self.state.value}; it cannot be extended")
         if now >= self.ends_at:
@@ -235,7 +246,10 @@ class AccessRequest:
         assert self.starts_at is not None
         old_end = self.ends_at
         self.ends_at = min(old_end + extension.duration, self.starts_at + self.max_total)
+        if self.ends_at <= old_end:
+            raise Conflict(f"grant of {self.id} is already at its maximum duration")
         self.expiry_warned = False
+        extension.starts_at, extension.ends_at = old_end, self.ends_at
         self._record(
             "access.extended",
             extension.requester,
@@ -245,11 +259,38 @@ class AccessRequest:
         )
         return self.ends_at - old_end
 
+    def withdraw_extension(self, extension: AccessRequest, now: datetime) -> None:
+        """Take back the time a revoked extension added (never to before ``now``)."""
+        if self.ends_at is None or extension.starts_at is None or extension.ends_at is None:
+            return
+        if self.state not in (State.APPROVED, State.ACTIVE):
+            return
+        added = extension.ends_at - extension.starts_at
+        old_end = self.ends_at
+        self.ends_at = max(now, self.starts_at or now, old_end - added)
+        self._record(
+            "access.extension_revoked",
+            extension.requester,
+            extension=extension.id,
+            previous_ends_at=old_end.isoformat(),
+            ends_at=self.ends_at.isoformat(),
+        )
+
     def _record(self, type_: str, actor: str, **data: Any) -> None:
         self.events.append(DomainEvent(type_, actor, self.id, data))
 
     def copy(self) -> AccessRequest:
         return replace(self, events=[])
+
+
+def grant_covers(
+    resources: tuple[str, ...], scopes: tuple[Scope, ...], scope: Scope, resource: str | None
+) -> bool:
+    """Whether a grant gives ``scope`` (or ``resource``). A grant that names resources gives
+    exactly those, so combining roles or resources never gives more than each alone."""
+    if resources:
+        return resource is not None and resource in resources
+    return any(mine.covers(scope) for mine in scopes)
 
 
 def _check_reason(reason: str) -> None:

@@ -12,9 +12,8 @@ from datetime import datetime
 from jitgate.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jitgate.domain.events import DomainEvent
 from jitgate.domain.policy import Policy, Scope
-from jitgate.domain.request import AccessRequest
 from jitgate.service.context import Context
-from jitgate.service.ports import Session, UnitOfWork
+from jitgate.service.ports import GrantView, Session, UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ def authorize(
     environment: str | None = None,
 ) -> AuthorizeResult:
     now = ctx.clock.now()
-    with ctx.uow(write=False) as uow:
+    with ctx.uow(write=False, snapshot=False) as uow:
         return _authorize(ctx.policy.current, uow, user.lower(), resource, type, environment, now)
 
 
@@ -64,16 +63,16 @@ def _authorize(
     scope = _target(policy, resource, type_, environment)
     grants = [
         g
-        for g in uow.requests.grants_of(user, now)
+        for g in uow.requests.live_grants(user, now)
         if g.honoured(now) and g.covers(scope, resource)
     ]
     if not grants:
         return AuthorizeResult(False, reason="no active grant covers this access")
-    best = max(grants, key=lambda g: g.ends_at or now)
+    best = max(grants, key=lambda g: g.ends_at)
     return AuthorizeResult(True, best.id, _role_for(policy, best, scope), best.ends_at)
 
 
-def _role_for(policy: Policy, grant: AccessRequest, scope: Scope) -> str:
+def _role_for(policy: Policy, grant: GrantView, scope: Scope) -> str:
     for name in grant.roles:
         role = policy.roles.get(name)
         if role and any(g.covers(scope) for g in role.grants):

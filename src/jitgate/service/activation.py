@@ -6,6 +6,7 @@ backend I/O never runs while a transaction holds the request's lock.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime
 
 from jitgate.domain.request import AccessRequest
@@ -29,9 +30,15 @@ def activate_inline(ctx: Context, request: AccessRequest, now: datetime) -> None
 
 
 def finish_activation(ctx: Context, request: AccessRequest) -> None:
-    """After commit: apply backends of a request that is due, then activate it."""
-    if request.backends and due_for_activation(request, ctx.clock.now()):
-        activate_request(ctx, request_id=request.id)
+    """After commit: apply backends of a request that is due, then activate it; the
+    caller's copy is refreshed so that what it answers shows the activation."""
+    due = request.backends and due_for_activation(request, ctx.clock.now())
+    if due and activate_request(ctx, request_id=request.id):
+        with ctx.uow(write=False) as uow:
+            stored = uow.requests.get(request.id)
+        for item in fields(AccessRequest):
+            if stored is not None and item.name != "events":
+                setattr(request, item.name, getattr(stored, item.name))
 
 
 def activate_request(ctx: Context, *, request_id: str) -> bool:

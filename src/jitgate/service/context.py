@@ -83,6 +83,12 @@ class Context:
         self.publish(uow, request.events, request, now)
         request.events.clear()
 
+    def persist_new(self, uow: UnitOfWork, request: AccessRequest, now: datetime) -> None:
+        """Insert a new request with what happened to it so far: one write, not two."""
+        uow.requests.add(request)
+        self.publish(uow, request.events, request, now)
+        request.events.clear()
+
     def persist_many(
         self, uow: UnitOfWork, requests: Sequence[AccessRequest], now: datetime
     ) -> None:

@@ -35,18 +35,20 @@ def approve_request(
 ) -> Decision:
     now = ctx.clock.now()
     directory = ctx.policy.current.directory
+    approver = approver.strip().lower()
     with ctx.uow() as uow:
-        request = _locked(uow, request_id)
+        request, original = _lock_family(uow, request_id)
         _expire_if_overdue(ctx, uow, request)
         evaluation = request.approve(
             approver, directory=directory, now=now, comment=comment, via=via
         )
-        if request.state is State.APPROVED and request.extends:
-            original = _locked(uow, request.extends)
+        if request.state is State.APPROVED and original is not None:
             apply_extension(ctx, uow, original, request, now)
         activate_inline(ctx, request, now)
         ctx.persist(uow, request, now)
         uow.commit()
+    if original is not None and request.state is State.APPROVED:
+        ctx.grants.apply(original, ctx.clock.now())  # backends follow the moved end
     finish_activation(ctx, request)
     return Decision(request, evaluation)
 
@@ -56,8 +58,9 @@ def deny_request(
 ) -> Decision:
     now = ctx.clock.now()
     directory = ctx.policy.current.directory
+    approver = approver.strip().lower()
     with ctx.uow() as uow:
-        request = _locked(uow, request_id)
+        request, _original = _lock_family(uow, request_id)
         _expire_if_overdue(ctx, uow, request)
         request.deny(approver, reason=reason, directory=directory, now=now, via=via)
         ctx.persist(uow, request, now)
@@ -66,33 +69,38 @@ def deny_request(
 
 
 def revoke_request(ctx: Context, *, request_id: str, actor: str, reason: str) -> Decision:
-    """Withdraw a pending request, or end a live grant early; extensions go with it."""
+    """Withdraw a pending request, or end a live grant early; its extensions go with it,
+    and a revoked extension takes back the time it added to its original."""
     now = ctx.clock.now()
     policy = ctx.policy.current
+    actor = actor.strip().lower()
     with ctx.uow() as uow:
-        request = _locked(uow, request_id)
+        request, original = _lock_family(uow, request_id)
         is_admin = policy.is_admin(actor)
         if actor != request.requester and not is_admin:
             raise Forbidden("only the requester or an admin can revoke a request")
+        if original is not None and request.state in LIVE_GRANT:
+            original.withdraw_extension(request, now)
+            ctx.persist(uow, original, now)
         request.revoke(actor, reason=reason, now=now, is_admin=is_admin)
         ctx.persist(uow, request, now)
-        for extension in uow.requests.extensions_of(request.id):
+        for extension in uow.requests.extensions_of(request.id, for_update=True):
             if extension.state in LIVE_GRANT or extension.state is State.PENDING:
                 extension.revoke(
                     actor, reason=f"extended grant revoked: {reason}", now=now, is_admin=True
                 )
                 ctx.persist(uow, extension, now)
         uow.commit()
-    if request.backends:
-        ctx.grants.remove(request, now)
+    ctx.grants.remove(request, now)  # backends, and open sessions (always end here)
     return Decision(request)
 
 
-def _locked(uow: UnitOfWork, request_id: str) -> AccessRequest:
-    request = uow.requests.get(request_id, for_update=True)
+def _lock_family(uow: UnitOfWork, request_id: str) -> tuple[AccessRequest, AccessRequest | None]:
+    """The request locked and, for an extension, its original locked before it."""
+    request, original = uow.requests.get_family(request_id)
     if request is None:
         raise NotFound(f"no request {request_id}")
-    return request
+    return request, original
 
 
 def _expire_if_overdue(ctx: Context, uow: UnitOfWork, request: AccessRequest) -> None:

@@ -111,9 +111,8 @@ def expire_grants(ctx: Context) -> int:
             ended.append(request)
 
     count = _drain(ctx, "ended", step)
-    for request in ended:
-        if request.backends:
-            ctx.grants.remove(request, ctx.clock.now())
+    for request in ended:  # backends, and open sessions when they must end
+        ctx.grants.remove(request, ctx.clock.now())
     return count
 
 

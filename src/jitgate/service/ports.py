@@ -10,7 +10,8 @@ from typing import Any, Literal, Protocol
 
 from jitgate.domain.audit import AuditRecord, ChainCheck
 from jitgate.domain.events import DomainEvent
-from jitgate.domain.request import AccessRequest
+from jitgate.domain.policy import Scope
+from jitgate.domain.request import AccessRequest, grant_covers
 
 PrincipalKind = Literal["user", "service"]
 DueKind = Literal["pending_expired", "escalate", "activate", "expiring", "ended"]
@@ -20,6 +21,24 @@ DueKind = Literal["pending_expired", "escalate", "activate", "expiring", "ended"
 class Principal:
     kind: PrincipalKind
     subject: str
+
+
+@dataclass(frozen=True)
+class GrantView:
+    """The part of an active grant that authorization needs; read on the hot path."""
+
+    id: str
+    roles: tuple[str, ...]
+    resources: tuple[str, ...]
+    scopes: tuple[Scope, ...]
+    starts_at: datetime
+    ends_at: datetime
+
+    def honoured(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def covers(self, scope: Scope, resource: str | None) -> bool:
+        return grant_covers(self.resources, self.scopes, scope, resource)
 
 
 @dataclass(frozen=True)
@@ -85,14 +104,17 @@ class Clock(Protocol):
 class Requests(Protocol):
     def add(self, request: AccessRequest) -> None: ...
     def get(self, request_id: str, *, for_update: bool = False) -> AccessRequest | None: ...
+    def get_family(self, request_id: str) -> tuple[AccessRequest | None, AccessRequest | None]: ...
+    def live_grants(self, user: str, now: datetime) -> list[GrantView]: ...
     def save(self, request: AccessRequest) -> None: ...
     def save_many(self, requests: Sequence[AccessRequest]) -> None: ...
     def find(self, query: RequestQuery) -> list[AccessRequest]: ...
     def due(
         self, kind: DueKind, now: datetime, limit: int, *, horizon: datetime | None = None
     ) -> list[AccessRequest]: ...
-    def grants_of(self, user: str, now: datetime) -> list[AccessRequest]: ...
-    def extensions_of(self, request_id: str) -> list[AccessRequest]: ...
+    def extensions_of(
+        self, request_id: str, *, for_update: bool = False
+    ) -> list[AccessRequest]: ...
 
 
 class AuditLog(Protocol):
@@ -115,7 +137,13 @@ class Tokens(Protocol):
 
 
 class IdempotencyKeys(Protocol):
+    """``claim`` is atomic: of racing claims of one key exactly one wins (returns ``None``);
+    the others get the winner's ``(body_hash, request_id)`` once it has committed."""
+
     def get(self, subject: str, key: str) -> tuple[str, str] | None: ...
+    def claim(
+        self, subject: str, key: str, body_hash: str, request_id: str, now: datetime
+    ) -> tuple[str, str] | None: ...
     def put(
         self, subject: str, key: str, body_hash: str, request_id: str, now: datetime
     ) -> None: ...
@@ -152,4 +180,7 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool = True) -> UnitOfWork: ...
+    """``write=False`` for reads; ``snapshot=False`` for a read of one statement, which
+    needs no transaction of its own."""
+
+    def __call__(self, *, write: bool = True, snapshot: bool = True) -> UnitOfWork: ...

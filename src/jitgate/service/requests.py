@@ -34,17 +34,18 @@ def create_request(
 ) -> Created:
     now = ctx.clock.now()
     policy = ctx.policy.current
+    requester = requester.strip().lower()
+    request_id = ctx.ids()
     with ctx.uow() as uow:
         if idempotency_key:
-            seen = uow.idempotency.get(requester, idempotency_key)
+            seen = uow.idempotency.claim(
+                requester, idempotency_key, body_hash or "", request_id, now
+            )
             if seen is not None:
                 return _replay(uow.requests.get(seen[1]), seen[0], body_hash)
-        request = open_request(policy, draft, requester=requester, request_id=ctx.ids(), now=now)
-        uow.requests.add(request)
+        request = open_request(policy, draft, requester=requester, request_id=request_id, now=now)
         activate_inline(ctx, request, now)
-        ctx.persist(uow, request, now)
-        if idempotency_key:
-            uow.idempotency.put(requester, idempotency_key, body_hash or "", request.id, now)
+        ctx.persist_new(uow, request, now)
         uow.commit()
     finish_activation(ctx, request)
     return Created(request)
@@ -64,6 +65,7 @@ def extend_request(
     """A new request with ``extends`` that goes through the same approval (SPEC §3)."""
     now = ctx.clock.now()
     policy = ctx.policy.current
+    requester = requester.strip().lower()
     with ctx.uow() as uow:
         original = uow.requests.get(request_id, for_update=True)
         if original is None:
@@ -92,10 +94,9 @@ def extend_request(
             now=now,
             extends=original.id,
         )
-        uow.requests.add(request)
         if request.state is State.APPROVED:
             apply_extension(ctx, uow, original, request, now)
-        ctx.persist(uow, request, now)
+        ctx.persist_new(uow, request, now)
         uow.commit()
     return request
 
@@ -118,9 +119,8 @@ def apply_extension(
     extension: AccessRequest,
     now: datetime,
 ) -> None:
-    """Move the original's ``ends_at`` out; the extension's own window ends with it."""
+    """Move the original's ``ends_at`` out; the extension's own grant is the time it adds,
+    activated by the scheduler when that time comes."""
     original.extend(extension, now)
-    extension.starts_at, extension.ends_at = now, original.ends_at
-    if extension.state is State.APPROVED and original.state is State.ACTIVE:
-        extension.activate(now)
+    activate_inline(ctx, extension, now)
     ctx.persist(uow, original, now)

@@ -29,5 +29,5 @@ def create_token(ctx: Context, *, principal: Principal) -> str:
 def authenticate(ctx: Context, *, token: str) -> Principal | None:
     if not token.startswith(PREFIX) or len(token) > 200:
         return None
-    with ctx.uow(write=False) as uow:
+    with ctx.uow(write=False, snapshot=False) as uow:
         return uow.tokens.find(hash_token(token))

@@ -29,6 +29,12 @@ from jitgate.service.ports import AuditQuery
 
 A = t.audit_events
 H = t.audit_head
+_HEAD = sa.select(H.c.seq, H.c.hash).where(H.c.id == 1)
+_HEAD_LOCKED = _HEAD.with_for_update()
+_HEAD_MOVE = (
+    H.update().where(H.c.id == 1).values(seq=sa.bindparam("seq"), hash=sa.bindparam("hash"))
+)
+_INSERT = A.insert()
 
 
 def _json(data: dict[str, Any]) -> str:
@@ -41,10 +47,7 @@ class SqlAuditLog:
         self._row_locks = row_locks
 
     def _head(self) -> tuple[int, str]:
-        stmt = sa.select(H.c.seq, H.c.hash).where(H.c.id == 1)
-        if self._row_locks:
-            stmt = stmt.with_for_update()
-        row = self._conn.execute(stmt).first()
+        row = self._conn.execute(_HEAD_LOCKED if self._row_locks else _HEAD).first()
         if row is None:
             self._conn.execute(H.insert().values(id=1, seq=0, hash=GENESIS))
             return 0, GENESIS
@@ -58,7 +61,7 @@ class SqlAuditLog:
         rows = []
         for event in events:
             seq += 1
-            data = json.loads(_json(event.data))
+            text = _json(event.data)
             fields = {
                 "seq": seq,
                 "id": str(uuid.uuid4()),
@@ -66,13 +69,13 @@ class SqlAuditLog:
                 "type": event.type,
                 "actor": event.actor,
                 "request_id": event.request_id,
-                "data": data,
+                "data": json.loads(text),
             }
             digest = chain_hash(prev, fields)
-            rows.append({**fields, "data": _json(data), "prev_hash": prev, "hash": digest})
+            rows.append({**fields, "data": text, "prev_hash": prev, "hash": digest})
             prev = digest
-        self._conn.execute(A.insert(), rows)
-        self._conn.execute(H.update().where(H.c.id == 1).values(seq=seq, hash=prev))
+        self._conn.execute(_INSERT, rows)
+        self._conn.execute(_HEAD_MOVE, {"seq": seq, "hash": prev})
 
     def find(self, query: AuditQuery) -> list[AuditRecord]:
         stmt = sa.select(A)

@@ -57,5 +57,8 @@ def _sqlite_pragmas(engine: sa.Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: sa.Connection) -> None:
-        write = conn.get_execution_options().get("jitgate_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("jitgate_write", False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif options.get("jitgate_snapshot", True):
+            conn.exec_driver_sql("BEGIN")

@@ -89,6 +89,34 @@ def to_row(r: AccessRequest) -> dict[str, Any]:
     }
 
 
+#: What can change after creation; ``save`` writes only these (a request is never edited).
+MUTABLE = (
+    "state",
+    "approvals",
+    "starts_at",
+    "ends_at",
+    "decided_at",
+    "closed_at",
+    "close_reason",
+    "escalated",
+    "expiry_warned",
+)
+
+
+def changes_row(r: AccessRequest) -> dict[str, Any]:
+    return {
+        "state": r.state.value,
+        "approvals": [_approval_to_json(a) for a in r.approvals],
+        "starts_at": r.starts_at,
+        "ends_at": r.ends_at,
+        "decided_at": r.decided_at,
+        "closed_at": r.closed_at,
+        "close_reason": r.close_reason,
+        "escalated": r.escalated,
+        "expiry_warned": r.expiry_warned,
+    }
+
+
 def from_row(row: Any) -> AccessRequest:
     m = row._mapping
     return AccessRequest(

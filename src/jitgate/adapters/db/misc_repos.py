@@ -115,6 +115,26 @@ class SqlIdempotencyKeys:
         ).first()
         return (row.body_hash, row.request_id) if row else None
 
+    def claim(
+        self, subject: str, key: str, body_hash: str, request_id: str, now: datetime
+    ) -> tuple[str, str] | None:
+        """Insert the key unless it exists; on PostgreSQL a racing insert waits for the
+        first one's transaction, then finds its row."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if self._conn.dialect.name == "postgresql" else sqlite
+        stmt = (
+            dialect.insert(t.idempotency_keys)
+            .values(
+                subject=subject, key=key, body_hash=body_hash, request_id=request_id, created_at=now
+            )
+            .on_conflict_do_nothing(index_elements=["subject", "key"])
+            .returning(t.idempotency_keys.c.request_id)
+        )
+        if self._conn.execute(stmt).first() is not None:
+            return None
+        return self.get(subject, key)
+
     def put(self, subject: str, key: str, body_hash: str, request_id: str, now: datetime) -> None:
         self._conn.execute(
             t.idempotency_keys.insert().values(

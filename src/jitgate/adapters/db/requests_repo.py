@@ -12,13 +12,28 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from jitgate.adapters.db import tables as t
-from jitgate.adapters.db.mapping import from_row, to_row
+from jitgate.adapters.db.mapping import MUTABLE, changes_row, from_row, to_row
 from jitgate.domain.errors import Conflict
+from jitgate.domain.policy import Scope
 from jitgate.domain.request import AccessRequest
 from jitgate.domain.states import State
-from jitgate.service.ports import DueKind, RequestQuery
+from jitgate.service.ports import DueKind, GrantView, RequestQuery
 
 R = t.requests
+_INSERT = R.insert()
+_UPDATE = (
+    R.update()
+    .where(R.c.id == sa.bindparam("b_id"), R.c.version == sa.bindparam("b_version"))
+    .values({name: sa.bindparam(name) for name in (*MUTABLE, "version")})
+)
+_BY_ID = sa.select(R).where(R.c.id == sa.bindparam("id"))
+_BY_ID_LOCKED = _BY_ID.with_for_update()
+_LIVE = sa.select(R.c.id, R.c.roles, R.c.resources, R.c.scopes, R.c.starts_at, R.c.ends_at).where(
+    R.c.requester == sa.bindparam("user"),
+    R.c.state == State.ACTIVE.value,
+    R.c.starts_at <= sa.bindparam("now"),
+    R.c.ends_at > sa.bindparam("now"),
+)
 
 
 class SqlRequests:
@@ -27,14 +42,22 @@ class SqlRequests:
         self._row_locks = row_locks
 
     def add(self, request: AccessRequest) -> None:
-        self._conn.execute(R.insert().values(to_row(request)))
+        self._conn.execute(_INSERT, to_row(request))
 
     def get(self, request_id: str, *, for_update: bool = False) -> AccessRequest | None:
-        query = sa.select(R).where(R.c.id == request_id)
-        if for_update and self._row_locks:
-            query = query.with_for_update()
-        row = self._conn.execute(query).first()
+        query = _BY_ID_LOCKED if for_update and self._row_locks else _BY_ID
+        row = self._conn.execute(query, {"id": request_id}).first()
         return from_row(row) if row else None
+
+    def get_family(self, request_id: str) -> tuple[AccessRequest | None, AccessRequest | None]:
+        """A request and, for an extension, its original, both locked for update. The
+        original is always locked first, so one family's decisions never deadlock."""
+        first = self.get(request_id)
+        if first is None or not self._row_locks:
+            original = self.get(first.extends) if first and first.extends else None
+            return first, original
+        original = self.get(first.extends, for_update=True) if first.extends else None
+        return self.get(request_id, for_update=True), original
 
     def save(self, request: AccessRequest) -> None:
         self.save_many([request])
@@ -42,17 +65,11 @@ class SqlRequests:
     def save_many(self, requests: Sequence[AccessRequest]) -> None:
         if not requests:
             return
-        rows = []
-        for request in requests:
-            row = to_row(request)
-            row["b_id"], row["b_version"] = request.id, request.version
-            row["version"] = request.version + 1
-            del row["id"]
-            rows.append(row)
-        stmt = R.update().where(
-            R.c.id == sa.bindparam("b_id"), R.c.version == sa.bindparam("b_version")
-        )
-        result = self._conn.execute(stmt, rows)
+        rows = [
+            {**changes_row(r), "b_id": r.id, "b_version": r.version, "version": r.version + 1}
+            for r in requests
+        ]
+        result = self._conn.execute(_UPDATE, rows)
         if result.rowcount != len(rows):
             raise Conflict("the request changed while it was being decided; try again")
         for request in requests:
@@ -82,17 +99,24 @@ class SqlRequests:
             stmt = stmt.with_for_update(skip_locked=True)
         return [from_row(row) for row in self._conn.execute(stmt)]
 
-    def grants_of(self, user: str, now: datetime) -> list[AccessRequest]:
-        stmt = sa.select(R).where(
-            R.c.requester == user,
-            R.c.state == State.ACTIVE.value,
-            R.c.starts_at <= now,
-            R.c.ends_at > now,
-        )
-        return [from_row(row) for row in self._conn.execute(stmt)]
+    def live_grants(self, user: str, now: datetime) -> list[GrantView]:
+        rows = self._conn.execute(_LIVE, {"user": user, "now": now})
+        return [
+            GrantView(
+                id=row.id,
+                roles=tuple(row.roles),
+                resources=tuple(row.resources),
+                scopes=tuple(Scope(s["type"], s["environment"]) for s in row.scopes),
+                starts_at=row.starts_at,
+                ends_at=row.ends_at,
+            )
+            for row in rows
+        ]
 
-    def extensions_of(self, request_id: str) -> list[AccessRequest]:
-        stmt = sa.select(R).where(R.c.extends == request_id).order_by(R.c.created_at)
+    def extensions_of(self, request_id: str, *, for_update: bool = False) -> list[AccessRequest]:
+        stmt = sa.select(R).where(R.c.extends == request_id).order_by(R.c.created_at, R.c.id)
+        if for_update and self._row_locks:
+            stmt = stmt.with_for_update()
         return [from_row(row) for row in self._conn.execute(stmt)]
 
 

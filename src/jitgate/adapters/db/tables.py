@@ -154,3 +154,58 @@ outbox = sa.Table(
     sa.Column("delivered_at", UTCDateTime),
     sa.Index("ix_outbox_due", "status", "next_attempt_at"),
 )
+
+# -- notifications (revision 0002) -----------------------------------------------------------
+
+outbox.append_column(sa.Column("last_status", sa.Integer))
+sa.Index("ix_outbox_stream", outbox.c.request_id, outbox.c.channel, outbox.c.created_at)
+
+link_uses = sa.Table(
+    "link_uses",
+    metadata,
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("request_id", ID, nullable=False),
+    sa.Column("subject", EMAIL, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("used_at", UTCDateTime, nullable=False),
+    sa.Index("ix_link_uses_request", "request_id"),
+)
+
+# -- backends (revision 0003) ----------------------------------------------------------------
+
+backend_grants = sa.Table(
+    "backend_grants",
+    metadata,
+    sa.Column("request_id", ID, primary_key=True),
+    sa.Column("backend", sa.String(100), primary_key=True),
+    sa.Column("user_email", EMAIL, nullable=False),
+    sa.Column("backend_type", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("in_flight", sa.Boolean, nullable=False, default=False),
+    sa.Column("called", sa.Boolean, nullable=False, default=False),
+    sa.Column("terminate", sa.Boolean, nullable=False, default=False),
+    sa.Column("ended_early", sa.Boolean, nullable=False, default=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("covered_by", ID),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("applied_at", UTCDateTime),
+    sa.Column("removed_at", UTCDateTime),
+    sa.Index("ix_backend_grants_due", "status", "next_attempt_at"),
+    sa.Index("ix_backend_grants_user", "user_email", "backend", "status"),
+    sa.Index("ix_backend_grants_removed", "status", "removed_at"),
+)
+
+ssh_revoked_keys = sa.Table(
+    "ssh_revoked_keys",
+    metadata,
+    sa.Column("ca_fingerprint", sa.String(100), primary_key=True),
+    sa.Column("key_id", sa.String(500), primary_key=True),
+    sa.Column("ca_public_key", sa.Text, nullable=False),
+    sa.Column("backend", sa.String(100), nullable=False),
+    sa.Column("request_id", ID, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=False),
+)

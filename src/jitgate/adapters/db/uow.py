@@ -1,6 +1,8 @@
 """The SQL unit of work: one connection, one transaction; commit is explicit, and leaving
 the block without it rolls back. A write unit on SQLite holds the process write lock and
-``BEGIN IMMEDIATE`` from the first statement, so a read-modify-write never interleaves."""
+``BEGIN IMMEDIATE`` from the first statement, so a read-modify-write never interleaves.
+A read unit with ``snapshot=False`` is for one statement: on SQLite it runs without a
+transaction (one statement is its own snapshot), saving the BEGIN/ROLLBACK round."""
 
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ class SqlUnitOfWork:
     idempotency: SqlIdempotencyKeys
     outbox: SqlOutbox
 
-    def __init__(self, db: Database, *, write: bool = True) -> None:
+    def __init__(self, db: Database, *, write: bool = True, snapshot: bool = True) -> None:
         self._db = db
         self._write = write
+        self._snapshot = snapshot or write
         self._conn: sa.Connection | None = None
         self._locked = False
 
@@ -33,7 +36,9 @@ class SqlUnitOfWork:
             self._db.write_lock.acquire()
             self._locked = True
         try:
-            conn = self._db.engine.connect().execution_options(jitgate_write=self._write)
+            conn = self._db.engine.connect().execution_options(
+                jitgate_write=self._write, jitgate_snapshot=self._snapshot
+            )
             conn.begin()
         except BaseException:
             self._release()
@@ -77,5 +82,5 @@ class SqlUnitOfWorkFactory:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def __call__(self, *, write: bool = True) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.db, write=write)
+    def __call__(self, *, write: bool = True, snapshot: bool = True) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.db, write=write, snapshot=snapshot)

@@ -61,7 +61,8 @@ def create_app(app: App) -> FastAPI:
     api.state.jitgate = app
     api.state.token_cache = {}
     problems.install(api)
-    for module in (routes_requests, routes_service, routes_admin):
+    # gateways' hot path first: routes are matched in order
+    for module in (routes_service, routes_requests, routes_admin):
         api.include_router(module.router)
     api.include_router(routes_integrations.router)
     api.include_router(routes_backends.router)

@@ -6,15 +6,19 @@
 - ``jitgate ssh authorize --user %u --key-id %i …`` is run by sshd: it asks
   ``/v1/authorize`` for the jitgate user named in the certificate's key id, records the
   session (``POST /v1/sessions``) and prints the allowed principals. Refused, unknown or
-  unreachable: it prints nothing and exits non-zero (fail closed).
+  unreachable: it prints nothing and exits non-zero (fail closed). sshd runs it twice per
+  login (the key query, then the signed attempt): a login is recorded once, deduplicated
+  by certificate and key fingerprint over ``DEDUPE_SECONDS`` in ``--state-dir``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from jitgate.entrypoints.cli.client import with_api
 from jitgate.entrypoints.cli.common import fail
 
 KEY_NAMES = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
+DEDUPE_SECONDS = 10.0
 
 
 @click.group()
@@ -111,6 +116,19 @@ def _read_token(token_file: Path | None) -> str | None:
         return None
 
 
+def _first_of_login(state_dir: Path, key_id: str, fingerprint: str | None) -> bool:
+    """``True`` unless this certificate and key were recorded moments ago (same login)."""
+    marker = state_dir / hashlib.sha256(f"{key_id} {fingerprint}".encode()).hexdigest()[:32]
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if marker.exists() and time.time() - marker.stat().st_mtime < DEDUPE_SECONDS:
+            return False
+        marker.touch()
+    except OSError:
+        return True  # no state: record every call rather than none
+    return True
+
+
 def _target(resource: str | None, type_: str, environment: str | None) -> dict[str, str]:
     if resource:
         return {"resource": resource}
@@ -130,6 +148,13 @@ def _target(resource: str | None, type_: str, environment: str | None) -> dict[s
 @click.option("--type", "type_", default="ssh", show_default=True)
 @click.option("--environment", default=None, help="This host's environment.")
 @click.option("--principal", "principals", multiple=True, help="Principals to allow (default %u).")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="/run/jitgate-ssh",
+    show_default=True,
+    help="Where logins are remembered for a few seconds (sshd asks twice per login).",
+)
 def authorize(
     server: str,
     token_file: Path | None,
@@ -141,6 +166,7 @@ def authorize(
     type_: str,
     environment: str | None,
     principals: tuple[str, ...],
+    state_dir: Path,
 ) -> None:
     """For sshd's AuthorizedPrincipalsCommand: allow a jitgate certificate while its grant
     is honoured, and record the login as a session of the grant."""
@@ -160,17 +186,20 @@ def authorize(
             if verdict.status_code != 200 or not verdict.json().get("allowed"):
                 click.echo(f"jitgate: {user} refused ({verdict.status_code})", err=True)
                 sys.exit(1)
-            body = {"user": user, "kind": "ssh", **target}
-            session = http.post("/v1/sessions", json=body)
-            if session.status_code != 201:
-                click.echo(f"jitgate: session refused ({session.status_code})", err=True)
-                sys.exit(1)
+            session_id = "recorded moments ago"
+            if _first_of_login(state_dir, key_id, fingerprint):
+                body = {"user": user, "kind": "ssh", **target}
+                session = http.post("/v1/sessions", json=body)
+                if session.status_code != 201:
+                    click.echo(f"jitgate: session refused ({session.status_code})", err=True)
+                    sys.exit(1)
+                session_id = str(session.json().get("id"))
     except (httpx.HTTPError, ValueError) as exc:
         click.echo(f"jitgate: cannot reach {server}: {type(exc).__name__}", err=True)
         sys.exit(1)
     click.echo(
         f"jitgate: {user} as {local_user} via request {request_id} "
-        f"(session {session.json().get('id')}, key {key_type or '?'} {fingerprint or '?'})",
+        f"(session {session_id}, key {key_type or '?'} {fingerprint or '?'})",
         err=True,
     )
     for name in principals or (local_user,):

@@ -1,0 +1,177 @@
+"""``POST /v1/authorize``: requests/s at 50 concurrent clients against a bare FastAPI POST
+(same uvicorn settings, same body and headers, small JSON answer), goal >= 0.6x; and p99
+latency at 10 concurrent clients, goal <= 5 ms.
+
+jitgate side: SQLite in a temporary directory, the example policy, a service token, and
+jane.doe with an active ``dev-ssh`` grant (self-approved through the service); every call
+authorizes ``{user: jane, type: ssh, environment: development}`` and must answer allowed.
+Each server is one uvicorn worker in its own process, both up for the whole run; runs
+alternate bare / jitgate in rounds and the median round is reported, so load from other
+processes on the machine hits both sides alike. The load comes from ``wrk`` (one thread)
+when installed, else from ``bench._pyload`` in another process. Server CPU per request
+(from ``/proc``) is printed too: it is far less sensitive to a busy machine than req/s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from dataclasses import dataclass
+
+import httpx
+
+from bench._common import (
+    JANE,
+    POLICY_PATH,
+    Result,
+    context,
+    example_policy,
+    migrated,
+    parser,
+    report,
+    self_approved_grant,
+    sqlite_url,
+    tempdir,
+    token,
+)
+from bench._load import Load, describe, drive
+from bench._profile import finish_pyspy, start_pyspy
+from bench._servers import Served, cpu_seconds, served
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+WARMUP = 2.0
+THROUGHPUT_CLIENTS = 50
+LATENCY_CLIENTS = 10
+RATIO_GOAL = 0.6
+P99_GOAL_MS = 5.0
+BODY = json.dumps({"user": JANE, "type": "ssh", "environment": "development"})
+PATH = "/v1/authorize"
+
+
+@dataclass(frozen=True)
+class Run:
+    load: Load
+    cpu_ms: float  # server CPU per request
+
+    @property
+    def rps(self) -> float:
+        return self.load.rps
+
+
+def check(server: Served, headers: dict[str, str], path: str = PATH) -> None:
+    answer = httpx.post(
+        server.url + path,
+        content=BODY,
+        headers={**headers, "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["allowed"] is True, answer.text
+
+
+def measure(server: Served, headers: dict[str, str], clients: int, path: str = PATH) -> Run:
+    before = cpu_seconds(server.pid)
+    load = drive(server.port, path, BODY, headers, clients, SECONDS)
+    used = cpu_seconds(server.pid) - before
+    assert load.errors == 0, f"{load.errors} failed requests against {server.kind} {path}"
+    return Run(load, 1000 * used / max(1, load.requests))
+
+
+def median_run(runs: list[Run], key: str) -> Run:
+    ordered = sorted(runs, key=lambda r: getattr(r.load, key) if key != "rps" else r.rps)
+    return ordered[len(ordered) // 2]
+
+
+def prepare(tmp: str) -> tuple[str, dict[str, str]]:
+    url = sqlite_url(tmp)
+    db = migrated(url)
+    ctx = context(db, example_policy())
+    gateway = token(ctx, "service", "bench-gateway")
+    self_approved_grant(ctx)
+    db.dispose()
+    return url, {"Authorization": f"Bearer {gateway}"}
+
+
+def run(profile: bool = False) -> list[Result]:
+    busy: dict[str, list[Run]] = {"bare": [], "jitgate": []}
+    calm: dict[str, list[Run]] = {"bare": [], "jitgate": []}
+    profiled = None
+    with tempdir("authorize") as tmp:
+        url, headers = prepare(tmp)
+        with served("bare") as bare, served("jitgate", db=url, policy=str(POLICY_PATH)) as jit:
+            for server in (bare, jit):
+                check(server, headers)
+                drive(server.port, PATH, BODY, headers, THROUGHPUT_CLIENTS, WARMUP)
+            for _ in range(ROUNDS):
+                for server in (bare, jit):
+                    busy[server.kind].append(measure(server, headers, THROUGHPUT_CLIENTS))
+                for server in (bare, jit):
+                    calm[server.kind].append(measure(server, headers, LATENCY_CLIENTS))
+            check(bare, headers, "/sync")
+            sync = measure(bare, headers, THROUGHPUT_CLIENTS, "/sync")
+            if profile:
+                sampler = start_pyspy(jit.pid, SECONDS * 2)
+                drive(jit.port, PATH, BODY, headers, THROUGHPUT_CLIENTS, SECONDS * 2)
+                profiled = finish_pyspy(sampler)
+
+    jb, bb = median_run(busy["jitgate"], "rps"), median_run(busy["bare"], "rps")
+    jc, bc = median_run(calm["jitgate"], "p99_ms"), median_run(calm["bare"], "p99_ms")
+    cpu_j = statistics.median(r.cpu_ms for r in busy["jitgate"])
+    cpu_b = statistics.median(r.cpu_ms for r in busy["bare"])
+    rounds = ", ".join(
+        f"{j.rps:,.0f}/{b.rps:,.0f}" for j, b in zip(busy["jitgate"], busy["bare"], strict=True)
+    )
+    throughput = Result(
+        "authorize",
+        f"req/s @{THROUGHPUT_CLIENTS} clients",
+        jb.rps,
+        "req/s",
+        f">= {RATIO_GOAL}x bare",
+        jb.rps / bb.rps >= RATIO_GOAL,
+        baseline=bb.rps,
+        baseline_label="bare async FastAPI POST",
+        notes=[
+            f"load: {describe()}; {ROUNDS} rounds of {SECONDS:g}s per side, median "
+            f"round shown; rounds jitgate/bare req/s: {rounds}",
+            f"server CPU per request: jitgate {cpu_j:.2f} ms, bare {cpu_b:.2f} ms "
+            f"(capacity ratio on an idle core ~ {cpu_b / cpu_j:.2f}x)",
+            f"@50 latency: jitgate p50 {jb.load.p50_ms:.1f} ms p99 {jb.load.p99_ms:.1f} ms; "
+            f"bare p50 {bb.load.p50_ms:.1f} ms p99 {bb.load.p99_ms:.1f} ms",
+            f"reference: the same bare endpoint as a sync (thread-pool) route: "
+            f"{sync.rps:,.0f} req/s, {sync.cpu_ms:.2f} ms CPU/request",
+        ],
+    )
+    latency = Result(
+        "authorize",
+        f"p99 latency @{LATENCY_CLIENTS} clients",
+        jc.load.p99_ms,
+        "ms",
+        f"<= {P99_GOAL_MS:g} ms",
+        jc.load.p99_ms <= P99_GOAL_MS,
+        baseline=bc.load.p99_ms,
+        baseline_label="bare async FastAPI POST",
+        notes=[
+            f"jitgate p50 {jc.load.p50_ms:.2f} ms at {jc.rps:,.0f} req/s; "
+            f"bare p50 {bc.load.p50_ms:.2f} ms at {bc.rps:,.0f} req/s "
+            f"(closed loop: p50 ~ {LATENCY_CLIENTS} / req/s)",
+            "rounds p99 jitgate/bare ms: "
+            + ", ".join(
+                f"{j.load.p99_ms:.1f}/{b.load.p99_ms:.1f}"
+                for j, b in zip(calm["jitgate"], calm["bare"], strict=True)
+            ),
+        ],
+    )
+    if profiled:
+        throughput.notes.append("py-spy --gil of the jitgate server at @50:\n" + profiled)
+    return [throughput, latency]
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0] if __doc__ else None).parse_args()
+    report(run(profile=args.profile))
+
+
+if __name__ == "__main__":
+    main()

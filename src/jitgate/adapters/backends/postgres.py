@@ -1,0 +1,284 @@
+"""``postgres``: a database role granted for the grant window, and taken back at its end.
+
+Policy entry::
+
+    prod-pg: {type: postgres, dsn_env: PROD_PG_DSN, db_role: readonly, mode: ephemeral_user}
+
+``mode: grant_role`` (default) GRANTs ``db_role`` to the user's existing login (``login``
+template, default ``{local}``: ``jane.doe@example.com`` -> ``jane_doe``; or an explicit
+``logins: {email: login}`` map) and REVOKEs it at the end. ``mode: ephemeral_user``
+creates a login for the grant (``LOGIN``, ``VALID UNTIL`` the grant's end, member of
+``db_role``, commented ``jitgate:<request>:<user>``) whose password is set only when the
+requester asks for credentials, and drops it at the end.
+
+Invariants: identifiers go through ``sql.Identifier`` and values through parameters or
+``sql.Literal``; a password reaches the server only as a SCRAM verifier; no DSN, password
+or server message with them is ever put in a receipt or an error. With
+``terminate_sessions`` the user's (or the ephemeral login's) connections are terminated,
+since a session that ran ``SET ROLE`` keeps the privilege otherwise. Works as a
+non-superuser with CREATEROLE, ADMIN OPTION on ``db_role`` and ``pg_signal_backend``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from jitgate.adapters.backends.base import BackendDeps, env_secret
+from jitgate.adapters.backends.pg_sql import (
+    MEMBER_SQL,
+    TERMINATE_SQL,
+    inventory_sql,
+    scram_sha256,
+)
+from jitgate.service.backend_ports import (
+    BackendError,
+    BackendUnavailable,
+    Credential,
+    GrantSpec,
+    MadeGrant,
+    Receipt,
+)
+
+MODES = ("grant_role", "ephemeral_user")
+MARKER = "jitgate"
+_UNSAFE = re.compile(r"[^a-z0-9_]")
+
+
+def local_name(email: str) -> str:
+    return _UNSAFE.sub("_", email.split("@", 1)[0].lower()) or "user"
+
+
+class PostgresBackend:
+    verifiable = True
+
+    def __init__(self, name: str, config: Mapping[str, Any], deps: BackendDeps) -> None:
+        self.name = name
+        self.mode = str(config.get("mode", "grant_role"))
+        if self.mode not in MODES:
+            raise BackendUnavailable(f"backend {name!r}: mode must be one of {', '.join(MODES)}")
+        self.shares_grants = self.mode == "grant_role"
+        self.db_role = str(config.get("db_role") or "")
+        if not self.db_role:
+            raise BackendUnavailable(f"backend {name!r} needs 'db_role'")
+        self.login_template = str(config.get("login", "{local}"))
+        self.logins = {str(k).lower(): str(v) for k, v in (config.get("logins") or {}).items()}
+        self.prefix = str(config.get("login_prefix", "jit_"))
+        self.timeout = int(config.get("connect_timeout", 5))
+        self._dsn = env_secret(config, "dsn_env", deps.environ, backend=name)
+        try:
+            parts = conninfo_to_dict(self._dsn)
+        except psycopg.ProgrammingError:
+            raise BackendUnavailable(f"backend {name!r}: the DSN is malformed") from None
+        self._secrets = [str(parts["password"])] if parts.get("password") else []
+        self._public = {
+            "host": config.get("public_host", parts.get("host", "localhost")),
+            "port": config.get("public_port", parts.get("port", 5432)),
+            "dbname": config.get("public_dbname", parts.get("dbname", "postgres")),
+        }
+
+    # -- names ------------------------------------------------------------------------------
+
+    def login_for(self, spec: GrantSpec) -> str:
+        if self.mode == "ephemeral_user":
+            digest = hashlib.sha256(spec.request_id.encode()).hexdigest()[:12]
+            return f"{self.prefix}{local_name(spec.user)[:20]}_{digest}"
+        explicit = self.logins.get(spec.user.lower())
+        if explicit:
+            return explicit
+        return self.login_template.format(local=local_name(spec.user), email=spec.user.lower())
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with psycopg.connect(self._dsn, autocommit=True, connect_timeout=self.timeout) as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise BackendError(self._safe(exc)) from None
+
+    def _safe(self, exc: Exception) -> str:
+        text = (str(exc).strip().splitlines() or [""])[0][:300]
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return f"postgres: {type(exc).__name__}: {text}".rstrip(": ")
+
+    def _exists(self, conn: psycopg.Connection[Any], login: str) -> bool:
+        row = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone()
+        return row is not None
+
+    def _member(self, conn: psycopg.Connection[Any], login: str) -> bool:
+        return conn.execute(MEMBER_SQL, (self.db_role, login)).fetchone() is not None
+
+    def _grant_membership(self, conn: psycopg.Connection[Any], login: str) -> bool:
+        if self._member(conn, login):
+            return False
+        stmt = sql.SQL("GRANT {} TO {}").format(sql.Identifier(self.db_role), sql.Identifier(login))
+        conn.execute(stmt)
+        return True
+
+    def _revoke_membership(self, conn: psycopg.Connection[Any], login: str) -> bool:
+        if not self._member(conn, login):
+            return False
+        stmt = sql.SQL("REVOKE {} FROM {}").format(
+            sql.Identifier(self.db_role), sql.Identifier(login)
+        )
+        conn.execute(stmt)
+        return True
+
+    def _terminate(self, conn: psycopg.Connection[Any], login: str) -> int:
+        row = conn.execute(TERMINATE_SQL, (login,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _connections(self, conn: psycopg.Connection[Any], login: str) -> int:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (login,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- the port ---------------------------------------------------------------------------
+
+    def grant(self, spec: GrantSpec) -> Receipt:
+        login = self.login_for(spec)
+        with self._connection() as conn:
+            if self.mode == "ephemeral_user":
+                changed = self._grant_ephemeral(conn, login, spec)
+            else:
+                if not self._exists(conn, login):
+                    raise BackendError(f"postgres: login {login!r} does not exist")
+                changed = self._grant_membership(conn, login)
+        detail = {"mode": self.mode, "login": login, "db_role": self.db_role}
+        return Receipt(self.name, "grant", changed=changed, detail=detail)
+
+    def _grant_ephemeral(self, conn: psycopg.Connection[Any], login: str, spec: GrantSpec) -> bool:
+        until = sql.Literal(_pg_time(spec.ends_at))
+        with conn.transaction():
+            created = not self._exists(conn, login)
+            if created:
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD NULL VALID UNTIL {}").format(
+                        sql.Identifier(login), until
+                    )
+                )
+                comment = sql.Literal(f"{MARKER}:{spec.request_id}:{spec.user}")
+                conn.execute(
+                    sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(login), comment)
+                )
+            else:
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} WITH LOGIN VALID UNTIL {}").format(
+                        sql.Identifier(login), until
+                    )
+                )
+            granted = self._grant_membership(conn, login)
+        return created or granted
+
+    def revoke(self, spec: GrantSpec) -> Receipt:
+        login = self.login_for(spec)
+        detail: dict[str, Any] = {"mode": self.mode, "login": login, "db_role": self.db_role}
+        with self._connection() as conn:
+            if self.mode == "ephemeral_user":
+                changed = self._revoke_ephemeral(conn, login, spec.terminate_sessions, detail)
+            else:
+                revoked = self._revoke_membership(conn, login)
+                ended = self._terminate(conn, login) if spec.terminate_sessions else 0
+                detail["sessions_terminated"] = ended
+                changed = revoked or ended > 0
+        return Receipt(self.name, "revoke", changed=changed, detail=detail)
+
+    def _revoke_ephemeral(
+        self, conn: psycopg.Connection[Any], login: str, terminate: bool, detail: dict[str, Any]
+    ) -> bool:
+        row = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (login,))
+        found = row.fetchone()
+        if found is None:
+            detail["dropped"] = False
+            return False
+        ident = sql.Identifier(login)
+        changed = bool(found[0])
+        if changed:
+            conn.execute(sql.SQL("ALTER ROLE {} WITH NOLOGIN").format(ident))
+        changed = self._revoke_membership(conn, login) or changed
+        ended = self._terminate(conn, login) if terminate else 0
+        detail["sessions_terminated"] = ended
+        if self._connections(conn, login):
+            detail["dropped"] = False
+            detail["drop_deferred"] = "open connections continue; dropped once they end"
+            return changed or ended > 0
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident))
+        detail["dropped"] = True
+        return True
+
+    def check(self, spec: GrantSpec) -> bool:
+        login = self.login_for(spec)
+        with self._connection() as conn:
+            if self.mode != "ephemeral_user":
+                return self._member(conn, login)
+            row = conn.execute(
+                "SELECT rolcanlogin, rolvaliduntil FROM pg_roles WHERE rolname = %s", (login,)
+            ).fetchone()
+            if row is None or not row[0] or not self._member(conn, login):
+                return False
+            until = row[1]
+            return until is None or until >= spec.ends_at.replace(microsecond=0)
+
+    # -- credentials and inventory (ephemeral_user) -----------------------------------------
+
+    def issues_credentials(self) -> bool:
+        return self.mode == "ephemeral_user"
+
+    def credentials(self, spec: GrantSpec) -> Credential:
+        """A fresh password for the grant's login (the previous one stops working)."""
+        if self.mode != "ephemeral_user":
+            raise BackendError(f"backend {self.name!r} grants a role; it issues no credentials")
+        login = self.login_for(spec)
+        password = secrets.token_urlsafe(24)
+        with self._connection() as conn:
+            if not self._exists(conn, login):
+                raise BackendError(f"postgres: the login of this grant ({login}) is missing")
+            conn.execute(
+                sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {} VALID UNTIL {}").format(
+                    sql.Identifier(login),
+                    sql.Literal(scram_sha256(password)),
+                    sql.Literal(_pg_time(spec.ends_at)),
+                )
+            )
+        dsn = make_conninfo(
+            host=str(self._public["host"]),
+            port=str(self._public["port"]),
+            dbname=str(self._public["dbname"]),
+            user=login,
+        )
+        return Credential(self.name, login, password, dsn)
+
+    def made(self) -> Sequence[MadeGrant]:
+        if self.mode != "ephemeral_user":
+            return []
+        with self._connection() as conn:
+            rows = conn.execute(inventory_sql(), (self.prefix + "%", MARKER + ":%")).fetchall()
+        found = []
+        for name, comment in rows:
+            _, request_id, user = str(comment).split(":", 2)
+            found.append(MadeGrant(request_id, user, str(name)))
+        return found
+
+    def remove_made(self, grant: MadeGrant, *, terminate: bool) -> Receipt:
+        """Remove a login jitgate made (found by ``made``) under the name it really has."""
+        detail: dict[str, Any] = {"mode": self.mode, "login": grant.key, "db_role": self.db_role}
+        with self._connection() as conn:
+            changed = self._revoke_ephemeral(conn, grant.key, terminate, detail)
+        return Receipt(self.name, "revoke", changed=changed, detail=detail)
+
+
+def _pg_time(value: datetime) -> str:
+    return value.astimezone(UTC).replace(microsecond=0).isoformat()

@@ -1,0 +1,225 @@
+"""``ssh-ca``: OpenSSH user certificates signed by a CA whose key comes from the environment.
+
+Policy entry::
+
+    ssh-prod: {type: ssh-ca, ca_key_file_env: SSH_CA_KEY, principals: [ubuntu]}
+
+``ca_key_file_env`` names a variable holding the PATH of the CA private key (OpenSSH or
+PEM format); ``ca_key_env`` names one holding the key itself; ``ca_key_passphrase_env``
+optionally its passphrase. ``extensions`` (default: the usual ``permit-*``) and
+``source_address`` are optional.
+
+Invariants: a certificate is valid from ``max(now, starts_at)`` to the grant's ``ends_at``
+(floored to the second, never later), so sshd itself refuses it after the grant; its key
+id is ``jitgate:<request id>:<user>``; a grant that ends early is revoked by key id in the
+KRL (``Receipt.revocations``). The CA private key never leaves this object.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_private_key,
+    load_ssh_private_key,
+    load_ssh_public_key,
+)
+from cryptography.hazmat.primitives.serialization.ssh import (
+    SSHCertificateBuilder,
+    SSHCertificateType,
+)
+
+from jitgate.adapters.backends.base import BackendDeps, env_secret
+from jitgate.service.backend_ports import (
+    BackendError,
+    BackendUnavailable,
+    GrantSpec,
+    IssuedCertificate,
+    Receipt,
+    Revocation,
+)
+
+DEFAULT_EXTENSIONS = (
+    "permit-X11-forwarding",
+    "permit-agent-forwarding",
+    "permit-port-forwarding",
+    "permit-pty",
+    "permit-user-rc",
+)
+ALLOWED_KEY_TYPES = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+)
+MAX_PUBLIC_KEY = 16 * 1024
+MIN_RSA_BITS = 2048
+
+CaKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def key_id_for(request_id: str, user: str) -> str:
+    return f"jitgate:{request_id}:{user}"
+
+
+def parse_key_id(key_id: str) -> tuple[str, str] | None:
+    """``(request_id, user)`` of a jitgate key id, or ``None`` for any other key id."""
+    prefix, _, rest = key_id.partition(":")
+    request_id, _, user = rest.partition(":")
+    if prefix != "jitgate" or not request_id or "@" not in user:
+        return None
+    return request_id, user
+
+
+def fingerprint(public_key_line: str) -> str:
+    blob = base64.b64decode(public_key_line.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def _load_ca(data: bytes, passphrase: bytes | None) -> CaKey:
+    try:
+        if data.lstrip().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----"):
+            key: Any = load_ssh_private_key(data, passphrase)
+        else:
+            key = load_pem_private_key(data, passphrase)
+    except (ValueError, TypeError):
+        raise BackendUnavailable(
+            "the SSH CA key could not be read (format or passphrase)"
+        ) from None
+    if not isinstance(
+        key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+    ):
+        raise BackendUnavailable("the SSH CA key must be Ed25519, ECDSA or RSA")
+    return key
+
+
+class SshCaBackend:
+    shares_grants = False
+    verifiable = False
+
+    def __init__(self, name: str, config: Mapping[str, Any], deps: BackendDeps) -> None:
+        self.name = name
+        self.principals = tuple(str(p) for p in config.get("principals") or ())
+        if not self.principals:
+            raise BackendUnavailable(f"backend {name!r} needs 'principals' (a non-empty list)")
+        self.extensions = tuple(str(e) for e in config.get("extensions", DEFAULT_EXTENSIONS))
+        source = config.get("source_address")
+        self.source_address = str(source) if source else None
+        self._ca = self._ca_key(config, deps.environ)
+        self._ca_public = (
+            self._ca.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+        )
+
+    def _ca_key(self, config: Mapping[str, Any], environ: Mapping[str, str]) -> CaKey:
+        passphrase = None
+        if config.get("ca_key_passphrase_env"):
+            passphrase = env_secret(
+                config, "ca_key_passphrase_env", environ, backend=self.name
+            ).encode()
+        if config.get("ca_key_env"):
+            return _load_ca(
+                env_secret(config, "ca_key_env", environ, backend=self.name).encode(), passphrase
+            )
+        path = env_secret(config, "ca_key_file_env", environ, backend=self.name)
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"backend {self.name!r}: the SSH CA key file cannot be read ({exc.strerror})"
+            ) from None
+        return _load_ca(data, passphrase)
+
+    # -- the port ---------------------------------------------------------------------------
+
+    def grant(self, spec: GrantSpec) -> Receipt:
+        """Nothing to change on hosts: the certificate is the grant. Confirms the CA works."""
+        return Receipt(
+            self.name,
+            "grant",
+            changed=False,
+            detail={"ca": fingerprint(self._ca_public), "principals": list(self.principals)},
+        )
+
+    def revoke(self, spec: GrantSpec) -> Receipt:
+        """Certificates expire with the grant; one that ends early is revoked in the KRL."""
+        if not spec.ended_early:
+            return Receipt(self.name, "revoke", changed=False, detail={"krl": False})
+        key_id = key_id_for(spec.request_id, spec.user)
+        return Receipt(
+            self.name,
+            "revoke",
+            changed=True,
+            detail={"krl": True, "key_id": key_id},
+            revocations=(Revocation(self._ca_public, key_id),),
+        )
+
+    def check(self, spec: GrantSpec) -> bool:
+        return True
+
+    # -- certificates -----------------------------------------------------------------------
+
+    def ca_public_key(self) -> str:
+        return self._ca_public
+
+    def issue(self, spec: GrantSpec, public_key: str, now: datetime) -> IssuedCertificate:
+        subject = _subject_key(public_key)
+        valid_after = int(max(now, spec.starts_at).timestamp())
+        valid_before = int(spec.ends_at.timestamp())
+        if valid_before <= valid_after:
+            raise BackendError("the grant window has ended; no certificate is issued")
+        key_id = key_id_for(spec.request_id, spec.user)
+        serial = secrets.randbits(63) | 1
+        builder = (
+            SSHCertificateBuilder()
+            .public_key(subject)
+            .serial(serial)
+            .type(SSHCertificateType.USER)
+            .key_id(key_id.encode())
+            .valid_principals([p.encode() for p in self.principals])
+            .valid_after(valid_after)
+            .valid_before(valid_before)
+        )
+        for extension in self.extensions:
+            builder = builder.add_extension(extension.encode(), b"")
+        if self.source_address:
+            builder = builder.add_critical_option(b"source-address", self.source_address.encode())
+        line = builder.sign(self._ca).public_bytes().decode()
+        return IssuedCertificate(
+            certificate=f"{line} {key_id}",
+            key_id=key_id,
+            serial=serial,
+            principals=self.principals,
+            valid_after=datetime.fromtimestamp(valid_after, UTC),
+            valid_before=datetime.fromtimestamp(valid_before, UTC),
+            ca_fingerprint=fingerprint(self._ca_public),
+            key_fingerprint=fingerprint(public_key),
+        )
+
+
+def _subject_key(public_key: str) -> Any:
+    """Parse the requester's public key line; only plain Ed25519, ECDSA or RSA >= 2048."""
+    text = public_key.strip()
+    if not text or len(text) > MAX_PUBLIC_KEY or "\n" in text:
+        raise BackendError("public_key must be one OpenSSH public key line")
+    kind = text.split()[0]
+    if kind not in ALLOWED_KEY_TYPES:
+        raise BackendError(
+            f"public_key type {kind[:40]!r} is not accepted ({', '.join(ALLOWED_KEY_TYPES)})"
+        )
+    try:
+        key = load_ssh_public_key(text.encode())
+    except (ValueError, TypeError):
+        raise BackendError("public_key is not a valid OpenSSH public key") from None
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        raise BackendError(f"RSA keys must have at least {MIN_RSA_BITS} bits")
+    return key

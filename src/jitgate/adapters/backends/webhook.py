@@ -1,0 +1,115 @@
+"""``webhook``: a signed POST for grant and revoke, for systems jitgate has no plugin for.
+
+Policy entry::
+
+    k8s-hook: {type: webhook, url: https://k8s-broker.internal/grant, secret_env: K8S_HOOK_SECRET}
+
+(``url_env`` may name a variable holding the URL instead.) Bodies are JSON
+``{"type", "timestamp", "data"}`` with ``type`` one of ``grant``, ``revoke`` and
+``session.terminate`` (sent after ``revoke`` when open sessions must end, listing them for
+gateways that hold SSH sessions); they are signed like notification webhooks (Standard
+Webhooks: ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``, secret in
+``whsec_`` form).
+
+Invariants: a 2xx answer means applied; anything else, or no answer, raises
+``BackendError`` and the grant is retried; the ``webhook-id`` of one message is the same
+on every retry (receivers dedupe on it); the URL and the secret never appear in errors.
+Receivers should key grants on (user, backend): jitgate sends ``revoke`` only when no other
+live grant of the user still covers this backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from jitgate.adapters.backends.base import BackendDeps, env_secret
+from jitgate.adapters.signing import secret_key, sign_webhook
+from jitgate.service.backend_ports import BackendError, BackendUnavailable, GrantSpec, Receipt
+
+
+class WebhookBackend:
+    shares_grants = True
+    verifiable = False
+
+    def __init__(self, name: str, config: Mapping[str, Any], deps: BackendDeps) -> None:
+        self.name = name
+        url = config.get("url")
+        if not url and config.get("url_env"):
+            url = env_secret(config, "url_env", deps.environ, backend=name)
+        if not url or not str(url).startswith(("http://", "https://")):
+            raise BackendUnavailable(f"backend {name!r} needs 'url' or 'url_env' (an http(s) URL)")
+        self.url = str(url)
+        self._secret = env_secret(config, "secret_env", deps.environ, backend=name)
+        try:
+            secret_key(self._secret)
+        except ValueError as exc:
+            raise BackendUnavailable(f"backend {name!r}: {exc}") from None
+        self.timeout = float(config.get("timeout", 10))
+        self._http = deps.http
+
+    def grant(self, spec: GrantSpec) -> Receipt:
+        status = self._post("grant", spec, _grant_data(spec))
+        return Receipt(self.name, "grant", changed=True, detail={"status": status})
+
+    def revoke(self, spec: GrantSpec) -> Receipt:
+        data = {**_grant_data(spec), "ended_early": spec.ended_early}
+        status = self._post("revoke", spec, data)
+        detail: dict[str, Any] = {"status": status}
+        if spec.terminate_sessions:
+            detail.update(self.terminate_sessions(spec).detail)
+        return Receipt(self.name, "revoke", changed=True, detail=detail)
+
+    def terminate_sessions(self, spec: GrantSpec) -> Receipt:
+        """``session.terminate`` for the gateways holding this grant's sessions."""
+        data = {
+            "request_id": spec.request_id,
+            "user": spec.user,
+            "backend": spec.backend,
+            "sessions": [s.as_dict() for s in spec.sessions],
+        }
+        status = self._post("session.terminate", spec, data)
+        detail = {"session_terminate_status": status, "sessions": [s.id for s in spec.sessions]}
+        return Receipt(self.name, "revoke", changed=bool(spec.sessions), detail=detail)
+
+    def check(self, spec: GrantSpec) -> bool:
+        return True
+
+    def _post(self, kind: str, spec: GrantSpec, data: dict[str, Any]) -> int:
+        now = int(time.time())
+        body = json.dumps(
+            {"type": kind, "timestamp": now, "data": data}, sort_keys=True, separators=(",", ":")
+        ).encode()
+        seed = f"{kind}:{spec.backend}:{spec.request_id}:{spec.ends_at.isoformat()}"
+        msg_id = "msg_" + hashlib.sha256(seed.encode()).hexdigest()[:32]
+        headers = {
+            **sign_webhook(self._secret, msg_id, now, body),
+            "content-type": "application/json",
+            "user-agent": "jitgate-backend",
+        }
+        try:
+            response = self._http.post(
+                self.url, content=body, headers=headers, timeout=self.timeout
+            )
+        except httpx.HTTPError as exc:
+            raise BackendError(f"webhook {kind}: no answer ({type(exc).__name__})") from None
+        if not 200 <= response.status_code < 300:
+            raise BackendError(f"webhook {kind}: answered HTTP {response.status_code}")
+        return response.status_code
+
+
+def _grant_data(spec: GrantSpec) -> dict[str, Any]:
+    return {
+        "request_id": spec.request_id,
+        "user": spec.user,
+        "roles": list(spec.roles),
+        "resources": list(spec.resources),
+        "starts_at": spec.starts_at.isoformat(),
+        "ends_at": spec.ends_at.isoformat(),
+        "backend": spec.backend,
+    }

@@ -1,0 +1,134 @@
+"""Wording and escaping shared by the notifiers.
+
+Invariant: every user-supplied string (reason, purpose, names, a deny reason) passes through
+the escaper of its channel before it is placed in a message, so ``<!channel>``,
+``<https://evil|Approve>``, ``@here``, HTML, Markdown links and CR/LF render as inert text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+
+from jitgate.service.notifications import Message
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_MENTION = re.compile(r"@(here|channel|everyone)\b", re.IGNORECASE)
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+ZWSP = "\u200b"
+
+TITLES = {
+    "request.created": "🔐 Access request",
+    "request.urgent": "🚨 Urgent access request",
+    "request.escalated": "⏫ Access request escalated",
+    "request.approved": "✅ Access request approved",
+    "request.denied": "⛔ Access request denied",
+    "request.expired": "⌛ Access request expired",
+    "request.revoked": "↩️ Access request withdrawn",
+    "access.expiring": "⏳ Access expiring soon",
+}
+
+
+def plain(text: str | None) -> str:
+    """Text without control characters (newlines and tabs stay; CR goes)."""
+    return _CONTROL.sub("", (text or "").replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def one_line(text: str | None, limit: int = 200) -> str:
+    """Safe for a header or a title: no CR/LF or other control characters, bounded."""
+    flat = _HEADER_UNSAFE.sub(" ", text or "").strip()
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def slack_escape(text: str | None) -> str:
+    """Slack mrkdwn: escape ``&``, ``<``, ``>`` and defuse @here/@channel/@everyone."""
+    escaped = plain(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MENTION.sub(lambda m: "@" + ZWSP + m.group(1), escaped)
+
+
+def teams_escape(text: str | None) -> str:
+    """Adaptive Card Markdown: entities for ``&<>`` and a backslash before Markdown syntax."""
+    escaped = plain(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped = _MARKDOWN.sub(r"\\\1", escaped)
+    return _MENTION.sub(lambda m: "@" + ZWSP + m.group(1), escaped)
+
+
+def clipped(text: str | None, limit: int, escape: Callable[[str | None], str]) -> str:
+    """``escape(text)`` cut to ``limit`` characters without breaking an escape sequence."""
+    raw = plain(text)
+    out = escape(raw)
+    while len(out) > limit and raw:
+        raw = raw[: max(0, len(raw) - max(len(out) - limit, 16))]
+        out = escape(raw + "…")
+    return out
+
+
+def human_duration(seconds: int) -> str:
+    """``7200`` -> ``2 hours``; ``5400`` -> ``1 hour 30 minutes``."""
+    parts = []
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
+    return " ".join(parts[:2]) or "0 seconds"
+
+
+def when(iso: str | None) -> str:
+    if not iso:
+        return "—"
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def title(message: Message) -> str:
+    if message.action == "resolve":
+        return "Access request settled"
+    return TITLES.get(message.event, "Access request update")
+
+
+def facts(message: Message) -> list[tuple[str, str]]:
+    """(label, raw value) pairs every channel shows; values are NOT escaped here."""
+    r = message.request
+    rows = [
+        ("User", r.requester),
+        ("Requesting", ", ".join(r.roles) + (" role" if len(r.roles) == 1 else " roles")),
+        ("Resources", ", ".join(r.resources) or "all the roles grant"),
+        ("Duration", human_duration(r.duration_seconds)),
+        ("Urgency", r.urgency),
+    ]
+    if r.purpose:
+        rows.append(("Purpose", r.purpose))
+    rows.append(("Request", r.id))
+    outcome = outcome_line(message)
+    if outcome:
+        rows.append(("Outcome", outcome))
+    return rows
+
+
+def outcome_line(message: Message) -> str | None:
+    r = message.request
+    event = message.event
+    if event == "request.approved":
+        return f"approved by {message.actor}; access {when(r.starts_at)} to {when(r.ends_at)}"
+    if event == "request.denied":
+        return f"denied by {message.actor}: {message.detail or ''}".rstrip(": ")
+    if event == "request.expired":
+        return "expired with no decision"
+    if event == "access.expiring":
+        return f"access ends at {when(message.detail or r.ends_at)}"
+    if event == "request.revoked":
+        return f"withdrawn by {message.actor}"
+    if message.asks_decision and message.approvers:
+        return "can be decided by " + ", ".join(message.approvers[:10])
+    return None
+
+
+def summary(message: Message) -> str:
+    """One line: what happened to which request (raw text; escape for the channel)."""
+    r = message.request
+    return one_line(
+        f"{title(message)}: {r.requester} asks for {', '.join(r.roles)} for "
+        f"{human_duration(r.duration_seconds)} (request {r.id})",
+        300,
+    )

@@ -1,0 +1,230 @@
+"""Slack: Block Kit messages (RFC 10.5.4) by incoming webhook, or by bot as direct messages.
+
+Configuration: ``webhook_url_env`` (post to the webhook's channel), or ``bot_token_env``
+(a direct message to each recipient, found with ``users.lookupByEmail``; ``channel`` posts
+there instead when ``audience: channel``); ``signing_secret_env`` turns Approve and Deny into
+interactive buttons answered at ``POST /v1/integrations/slack/actions``; ``api_url``
+overrides ``https://slack.com/api``.
+
+Invariants: user-supplied text is mrkdwn-escaped in ``verbatim`` text objects (no mentions,
+no auto-links); the request id is in every message; the webhook URL and the bot token never
+appear in an error.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from jitgate.adapters.notifiers.base import (
+    ChannelConfigError,
+    Mode,
+    NotifierDeps,
+    audience_override,
+    check_status,
+    dumps,
+    retry_after,
+    send_http,
+    setting,
+    unset,
+)
+from jitgate.adapters.notifiers.render import clipped, facts, slack_escape, summary, title
+from jitgate.service.delivery import DeliveryFailed, Sent
+from jitgate.service.notifications import Message
+
+API_URL = "https://slack.com/api"
+APPROVE = "jitgate.approve"
+DENY = "jitgate.deny"
+VIEW = "jitgate.view"
+PERMANENT_ERRORS = frozenset(
+    {
+        "users_not_found",
+        "channel_not_found",
+        "not_authed",
+        "invalid_auth",
+        "account_inactive",
+        "token_revoked",
+        "no_permission",
+        "missing_scope",
+        "is_archived",
+        "invalid_blocks",
+    }
+)
+
+
+def mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def button(
+    label: str,
+    action_id: str,
+    *,
+    value: str | None = None,
+    url: str | None = None,
+    style: str | None = None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": label, "emoji": True},
+        "action_id": action_id,
+    }
+    if value is not None:
+        out["value"] = value
+    if url is not None:
+        out["url"] = url
+    if style is not None:
+        out["style"] = style
+    return out
+
+
+def blocks(message: Message, *, interactive: bool) -> list[dict[str, Any]]:
+    """The Block Kit body of ``message``; Approve/Deny as interactive or link buttons."""
+    rows = facts(message)
+    fields = [mrkdwn(f"*{label}:*\n{clipped(value, 1900, slack_escape)}") for label, value in rows]
+    out: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title(message), "emoji": True}},
+        {"type": "section", "fields": fields[:10]},
+        {
+            "type": "section",
+            "text": mrkdwn("*Reason:*\n" + clipped(message.request.reason, 2900, slack_escape)),
+        },
+    ]
+    if len(fields) > 10:
+        out.append({"type": "section", "fields": fields[10:]})
+    actions = _actions(message, interactive)
+    if actions:
+        out.append(
+            {"type": "actions", "block_id": f"jitgate:{message.request.id}", "elements": actions}
+        )
+    out.append({"type": "context", "elements": [mrkdwn(f"Request {message.request.id}")]})
+    return out
+
+
+def _actions(message: Message, interactive: bool) -> list[dict[str, Any]]:
+    links = message.links
+    rid = message.request.id
+    out: list[dict[str, Any]] = []
+    if message.asks_decision:
+        if interactive:
+            out.append(button("Approve", APPROVE, value=rid, style="primary"))
+            out.append(button("Deny", DENY, value=rid, style="danger"))
+        elif links.approve and links.deny:
+            out.append(button("Approve", APPROVE, value=rid, url=links.approve, style="primary"))
+            out.append(button("Deny", DENY, value=rid, url=links.deny, style="danger"))
+    if links.view:
+        out.append(button("View details", VIEW, value=rid, url=links.view))
+    return out
+
+
+def body(message: Message, *, interactive: bool) -> dict[str, Any]:
+    return {
+        "text": slack_escape(summary(message)),
+        "blocks": blocks(message, interactive=interactive),
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+
+
+def _optional(config: Mapping[str, Any], key: str, env: Mapping[str, str]) -> str | None:
+    try:
+        return setting(config, key, env)
+    except ChannelConfigError:
+        return None
+
+
+def interactive(config: Mapping[str, Any], env: Mapping[str, str]) -> bool:
+    """Buttons answered in Slack need the signing secret and a bot token (to know who)."""
+    secret_env = config.get("signing_secret_env")
+    has_secret = bool(secret_env and env.get(str(secret_env)))
+    return has_secret and _optional(config, "bot_token", env) is not None
+
+
+class SlackNotifier:
+    """One Slack channel config: a webhook, or a bot that sends direct messages."""
+
+    def __init__(self, name: str, config: Mapping[str, Any], deps: NotifierDeps) -> None:
+        self.name = name
+        self._http = deps.http
+        self._webhook = _optional(config, "webhook_url", deps.env)
+        self._token = _optional(config, "bot_token", deps.env)
+        self._api = str(config.get("api_url") or API_URL).rstrip("/")
+        self._channel = config.get("channel")
+        self._interactive = interactive(config, deps.env)
+        self._mode = SlackNotifier.mode(config, deps.env)
+        if self._webhook is None and self._token is None:
+            raise ChannelConfigError("a slack channel needs webhook_url_env or bot_token_env")
+        self._ids: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def mode(cls, config: Mapping[str, Any], env: Mapping[str, str]) -> Mode:
+        has_bot = _optional(config, "bot_token", env) is not None
+        return audience_override(config, "person" if has_bot else "channel")
+
+    @classmethod
+    def missing_env(cls, config: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
+        """Usable with a webhook URL or a bot token; missing only when neither is set."""
+        if any(_optional(config, key, env) for key in ("webhook_url", "bot_token")):
+            return []
+        return unset(config, env, "webhook_url", "bot_token")
+
+    def send(self, message: Message) -> Sent:
+        payload = body(message, interactive=self._interactive)
+        if self._token is None:
+            assert self._webhook is not None
+            if self._channel:
+                payload["channel"] = self._channel
+            response = send_http(self._http, self._webhook, body=dumps(payload))
+            return Sent(response.status_code)
+        if self._mode == "person" and message.recipient:
+            payload["channel"] = self._user_id(message.recipient)
+        elif self._channel:
+            payload["channel"] = self._channel
+        else:
+            raise DeliveryFailed("no Slack channel or recipient to post to", retryable=False)
+        return Sent(self.call("chat.postMessage", payload).status_code)
+
+    def _user_id(self, email: str) -> str:
+        with self._lock:
+            known = self._ids.get(email)
+        if known:
+            return known
+        response = self.call("users.lookupByEmail", {"email": email}, form=True)
+        user_id = str(response.json().get("user", {}).get("id", ""))
+        if not user_id:
+            raise DeliveryFailed("Slack returned no user id", retryable=False)
+        with self._lock:
+            self._ids[email] = user_id
+        return user_id
+
+    def call(self, method: str, data: dict[str, Any], *, form: bool = False) -> httpx.Response:
+        """Call a Slack Web API method with the bot token; raise unless ``ok``."""
+        headers = {"authorization": f"Bearer {self._token}"}
+        try:
+            if form:
+                response = self._http.post(f"{self._api}/{method}", data=data, headers=headers)
+            else:
+                response = self._http.post(
+                    f"{self._api}/{method}",
+                    content=dumps(data),
+                    headers={**headers, "content-type": "application/json"},
+                )
+        except httpx.TimeoutException:
+            raise DeliveryFailed("timed out") from None
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(f"connection failed ({type(exc).__name__})") from None
+        check_status(response)
+        answer = response.json() if response.content else {}
+        if not answer.get("ok"):
+            error = str(answer.get("error", "unknown_error"))[:60]
+            raise DeliveryFailed(
+                f"Slack {method}: {error}",
+                status=response.status_code,
+                retryable=error not in PERMANENT_ERRORS,
+                retry_after=retry_after(response),
+            )
+        return response

@@ -1,0 +1,169 @@
+"""What a requester gets from the backends of an active grant (SPEC §7): an SSH
+certificate, database credentials; the KRL entries; where each backend stands.
+
+Invariants: a certificate or credentials go only to the requester, only while the grant
+is honoured (``starts_at <= now < ends_at`` of an active request) and only from a backend
+whose grant is in place; issuing one is audited, without the password or any key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jitgate.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from jitgate.domain.events import DomainEvent
+from jitgate.domain.request import AccessRequest
+from jitgate.service.backend_ports import (
+    BackendError,
+    BackendGrant,
+    CertificateAuthority,
+    Credential,
+    CredentialIssuer,
+    IssuedCertificate,
+    RevokedKey,
+)
+from jitgate.service.context import Context
+from jitgate.service.enforcement import Enforcement
+from jitgate.service.queries import may_view
+from jitgate.service.reconcile import enforcement_of
+
+
+@dataclass(frozen=True)
+class KrlContents:
+    revoked: list[RevokedKey]
+    cas: list[str]
+
+
+def _honoured_for(enf: Enforcement, request_id: str, requester: str) -> AccessRequest:
+    now = enf.ctx.clock.now()
+    with enf.uow(write=False) as uow:
+        request = uow.requests.get(request_id)
+    if request is None:
+        raise NotFound(f"no request {request_id}")
+    if request.requester != requester:
+        raise Forbidden("only the requester of a grant can get its certificate or credentials")
+    if not request.honoured(now):
+        raise Conflict(
+            f"request {request_id} is {request.state.value} and not in its grant window; "
+            "certificates and credentials are given only while a grant is active"
+        )
+    return request
+
+
+def _in_place(enf: Enforcement, request: AccessRequest, name: str) -> None:
+    with enf.uow(write=False) as uow:
+        row = uow.backend_grants.get(request.id, name)
+    if row is None or row.status != "applied":
+        raise Conflict(f"the grant is not in place on backend {name!r} yet")
+
+
+def _audit(enf: Enforcement, request: AccessRequest, kind: str, data: dict[str, object]) -> None:
+    now = enf.ctx.clock.now()
+    with enf.uow() as uow:
+        enf.ctx.publish(uow, [DomainEvent(kind, request.requester, request.id, data)], request, now)
+        uow.commit()
+
+
+def issue_certificate(
+    ctx: Context, *, request_id: str, requester: str, public_key: str, backend: str | None = None
+) -> IssuedCertificate:
+    enf = enforcement_of(ctx)
+    request = _honoured_for(enf, request_id, requester)
+    names = [n for n in request.backends if enf.backend_type(n) == "ssh-ca"]
+    if backend is not None:
+        if backend not in names:
+            raise Invalid(f"backend {backend!r} is not an ssh-ca backend of this request")
+        names = [backend]
+    if not names:
+        raise Conflict(f"request {request_id} has no ssh-ca backend")
+    if len(names) > 1:
+        raise Invalid(f"this request has several ssh-ca backends ({', '.join(names)}): name one")
+    name = names[0]
+    _in_place(enf, request, name)
+    try:
+        ca = enf.backend_for(name)
+        if not isinstance(ca, CertificateAuthority):
+            raise Conflict(f"backend {name!r} does not sign certificates")
+        issued = ca.issue(enf.spec(request, name), public_key, ctx.clock.now())
+    except BackendError as exc:
+        raise Invalid(str(exc)) from None
+    _audit(
+        enf,
+        request,
+        "ssh.certificate_issued",
+        {
+            "backend": name,
+            "key_id": issued.key_id,
+            "serial": issued.serial,
+            "principals": list(issued.principals),
+            "valid_after": issued.valid_after.isoformat(),
+            "valid_before": issued.valid_before.isoformat(),
+            "ca": issued.ca_fingerprint,
+            "key": issued.key_fingerprint,
+        },
+    )
+    return issued
+
+
+def credentials(ctx: Context, *, request_id: str, requester: str) -> list[Credential]:
+    """A fresh login password per ``ephemeral_user`` backend; the password is not kept."""
+    enf = enforcement_of(ctx)
+    request = _honoured_for(enf, request_id, requester)
+    issued: list[Credential] = []
+    for name in request.backends:
+        if enf.backend_type(name) != "postgres":
+            continue
+        try:
+            backend = enf.backend_for(name)
+            if not isinstance(backend, CredentialIssuer) or not backend.issues_credentials():
+                continue
+            _in_place(enf, request, name)
+            issued.append(backend.credentials(enf.spec(request, name)))
+        except BackendError as exc:
+            raise Conflict(f"backend {name!r}: {exc}") from None
+    if issued:
+        _audit(
+            enf,
+            request,
+            "credentials.issued",
+            {"logins": [{"backend": c.backend, "username": c.username} for c in issued]},
+        )
+    return issued
+
+
+def krl_contents(ctx: Context) -> KrlContents:
+    """Revoked key ids, and the public keys of the configured CAs (for an empty KRL too)."""
+    enf = enforcement_of(ctx)
+    with enf.uow(write=False) as uow:
+        revoked = uow.backend_grants.revoked_keys()
+    cas = []
+    for name, config in ctx.policy.current.backends.items():
+        if config.get("type") != "ssh-ca":
+            continue
+        try:
+            backend = enf.backend_for(name)
+        except BackendError:
+            continue
+        if isinstance(backend, CertificateAuthority):
+            cas.append(backend.ca_public_key())
+    return KrlContents(revoked, cas)
+
+
+def backend_status(ctx: Context, *, request_id: str, viewer: str) -> list[BackendGrant]:
+    """Where each backend of a request stands, with the last error (why it is not active)."""
+    enf = enforcement_of(ctx)
+    with enf.uow(write=False) as uow:
+        request = uow.requests.get(request_id)
+        if request is None or not may_view(ctx, request, viewer):
+            raise NotFound(f"no request {request_id}")
+        rows = {r.backend: r for r in uow.backend_grants.of_request(request_id)}
+    now = ctx.clock.now()
+    out = []
+    for name in request.backends:
+        row = rows.get(name) or BackendGrant(
+            request_id, name, request.requester, enf.backend_type(name), "pending", now, now
+        )
+        if name not in rows:
+            row.detail = {"note": "not attempted yet"}
+        out.append(row)
+    return out

@@ -1,0 +1,342 @@
+"""Enforcement (SPEC §3, §7): a request's grant applied on every backend its roles name, and
+removed again at its end. This is the ``GrantApplier`` the service calls.
+
+Invariants:
+- backend I/O never runs inside a transaction: a write-ahead row (``applying`` or
+  ``removing``, ``in_flight``, a lease) is committed before each call, and the outcome with
+  its audit event (``backend.applied``, ``backend.removed``, ``backend.failed``) after it,
+  so a crash in between leaves a row that says so and the next pass resumes it, audited as
+  ``backend.reconciled``;
+- a failure is loud: audited, kept on the row (``last_error``) and retried with backoff
+  until done; a request stays ``approved`` until every backend applied its grant;
+- ending a grant never removes what another active grant of the same user still covers on
+  a backend whose grants are shared (``shares_grants``);
+- a removal that races an apply is repeated (the row goes back to ``removing``);
+- honouring never depends on any of this: authorize checks ``ends_at`` itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from jitgate.domain.request import AccessRequest
+from jitgate.domain.states import State
+from jitgate.service import enforcement_rows as rows
+from jitgate.service.backend_ports import (
+    Backend,
+    BackendGrant,
+    BackendUnavailable,
+    Receipt,
+    SessionRef,
+    SessionTerminator,
+)
+from jitgate.service.enforcement_base import EnforcementBase
+from jitgate.service.sessions_end import end_open_sessions
+
+log = logging.getLogger("jitgate.enforcement")
+
+BATCH = 200
+
+
+class Enforcement(EnforcementBase):
+    # -- GrantApplier ------------------------------------------------------------------------
+
+    def apply(self, request: AccessRequest, now: datetime) -> bool:
+        """Apply on every backend; ``True`` once all of them hold the grant. Never raises."""
+        try:
+            if request.extends:
+                return self._original_in_place(request)
+            results = [self.apply_one(request, name) for name in request.backends]
+            return all(results)
+        except Exception:
+            log.exception("applying request %s failed; it is retried", request.id)
+            return False
+
+    def _original_in_place(self, extension: AccessRequest) -> bool:
+        """An extension's grant is its original's (whose window it moved out): in place when
+        the original's is, refreshed to the new end."""
+        with self.uow(write=False) as uow:
+            original = uow.requests.get(extension.extends or "")
+        if original is None:
+            return False
+        return all([self.apply_one(original, name) for name in original.backends])
+
+    def remove(self, request: AccessRequest, now: datetime) -> bool:
+        """Remove from every backend that was touched; end open sessions when they must end
+        (always on early revocation). Never raises: what fails is retried."""
+        if request.starts_at is None:  # never approved: nothing was applied or used
+            return True
+        early = request.state is State.REVOKED
+        policy = self.ctx.policy.current
+        terminate = early or policy.settings.sessions_at_expiry == "terminate"
+        try:
+            done = True
+            if request.backends:
+                with self.uow(write=False) as uow:
+                    rows = uow.backend_grants.of_request(request.id)
+                results = [
+                    self.remove_one(request, r.backend, terminate=terminate, early=early)
+                    for r in rows
+                ]
+                done = all(results)
+            if done and terminate:
+                self._end_sessions(request, early)
+            return done
+        except Exception:
+            log.exception("removing request %s failed; it is retried", request.id)
+            return False
+
+    def _end_sessions(self, request: AccessRequest, early: bool) -> None:
+        why = "grant revoked" if early else "grant expired"
+        end_open_sessions(self.ctx, request_id=request.id, reason=f"terminated: {why}")
+
+    # -- apply one backend -------------------------------------------------------------------
+
+    def apply_one(self, request: AccessRequest, name: str) -> bool:
+        now = self.ctx.clock.now()
+        try:
+            backend: Backend | None = self.backend_for(name)
+            problem = None
+        except BackendUnavailable as exc:
+            backend, problem = None, str(exc)
+        with self.uow() as uow:
+            row = uow.backend_grants.get(request.id, name, for_update=True)
+            gate = rows.apply_gate(row, now, rows.window_end(request))
+            if gate not in ("go", "resume"):
+                uow.commit()  # nothing written: release the row (and SQLite's write lock)
+        if gate == "refresh":
+            return backend is None or self._refresh(request, name, backend)
+        if gate not in ("go", "resume"):
+            return gate == "done"
+        with self.uow() as uow:
+            row = uow.backend_grants.get(request.id, name, for_update=True)
+            if rows.apply_gate(row, now, rows.window_end(request)) != gate:
+                return False  # someone else moved it meanwhile
+            row = row or self._new_row(request, name, now)
+            if backend is None:
+                self._failed(uow, request, row, "grant", problem or "unavailable", now)
+                uow.commit()
+                return False
+            row.status, row.in_flight, row.called = "applying", True, True
+            row.next_attempt_at, row.updated_at = now + rows.LEASE, now
+            uow.backend_grants.save(row)
+            uow.commit()
+        outcome = self._call(backend.grant, self.spec(request, name))
+        return self._settle_grant(request, name, outcome, resumed=gate == "resume")
+
+    def _settle_grant(
+        self, request: AccessRequest, name: str, outcome: Receipt | str, *, resumed: bool
+    ) -> bool:
+        now = self.ctx.clock.now()
+        raced = False
+        with self.uow() as uow:
+            row = uow.backend_grants.get(request.id, name, for_update=True)
+            assert row is not None
+            if isinstance(outcome, str):
+                self._failed(uow, request, row, "grant", outcome, now)
+                uow.commit()
+                return False
+            events = [rows.applied_event(request.id, row, outcome)]
+            if resumed:
+                events.append(rows.reconciled(request.id, row, "resumed", "an interrupted grant"))
+            if row.status in ("removing", "removed"):
+                raced = True
+                row.status, row.next_attempt_at = "removing", now
+            else:
+                row.status, row.applied_at, row.last_error = "applied", now, None
+                row.attempts = 0
+            row.in_flight, row.updated_at = False, now
+            row.detail = {**outcome.detail, "window_end": rows.window_end(request)}
+            uow.backend_grants.save(row)
+            self.ctx.publish(uow, events, request, now)
+            uow.commit()
+        if raced:
+            self.remove_one(request, name, terminate=row.terminate, early=row.ended_early)
+        return not raced
+
+    def _refresh(self, request: AccessRequest, name: str, backend: Backend) -> bool:
+        """Grant again because the window moved (an extension): still in place meanwhile."""
+        outcome = self._call(backend.grant, self.spec(request, name))
+        now = self.ctx.clock.now()
+        with self.uow() as uow:
+            row = uow.backend_grants.get(request.id, name, for_update=True)
+            if row is None or row.status != "applied":
+                return False
+            if isinstance(outcome, str):
+                row.last_error, row.updated_at = outcome, now
+                event = rows.event("backend.failed", request.id, backend=name, action="refresh")
+                event.data.update(type=row.backend_type, error=outcome)
+            else:
+                row.last_error, row.updated_at = None, now
+                row.detail = {**outcome.detail, "window_end": rows.window_end(request)}
+                event = rows.applied_event(request.id, row, outcome)
+                event.data["refreshed_to"] = rows.window_end(request)
+            uow.backend_grants.save(row)
+            self.ctx.publish(uow, [event], request, now)
+            uow.commit()
+        return True
+
+    # -- remove one backend ------------------------------------------------------------------
+
+    def remove_one(
+        self, request: AccessRequest, name: str, *, terminate: bool, early: bool
+    ) -> bool:
+        now = self.ctx.clock.now()
+        with self.uow() as uow:
+            row = uow.backend_grants.get(request.id, name, for_update=True)
+            if row is None or row.status == "removed":
+                return True
+            if not row.called:
+                rows.settle_removed(row, now, note="never reached the backend")
+                uow.backend_grants.save(row)
+                uow.commit()
+                return True
+            lease = row.next_attempt_at or now
+            if row.status == "removing" and row.in_flight and lease > now:
+                return False
+            resumed = row.status == "removing" and row.in_flight
+            row.status, row.in_flight = "removing", True
+            row.terminate, row.ended_early = row.terminate or terminate, row.ended_early or early
+            row.next_attempt_at, row.updated_at = now + rows.LEASE, now
+            uow.backend_grants.save(row)
+            uow.commit()
+            covered = uow.backend_grants.covering(row.user, name, request.id, now)
+            sessions = tuple(rows.refs(uow.sessions.of_request(request.id, open_only=True)))
+        return self._revoke(request, row, covered, sessions, resumed=resumed)
+
+    def _revoke(
+        self,
+        request: AccessRequest,
+        row: BackendGrant,
+        covered: str | None,
+        sessions: tuple[SessionRef, ...],
+        *,
+        resumed: bool,
+    ) -> bool:
+        try:
+            backend = self.backend_for(row.backend)
+        except BackendUnavailable as exc:
+            return self._settle_revoke(request, row.backend, str(exc), resumed=resumed)
+        spec = self.spec(
+            request,
+            row.backend,
+            ended_early=row.ended_early,
+            terminate=row.terminate,
+            sessions=sessions,
+        )
+        if covered is not None and backend.shares_grants:
+            if row.terminate and sessions and isinstance(backend, SessionTerminator):
+                ended = self._call(backend.terminate_sessions, spec)
+                if isinstance(ended, str):
+                    return self._settle_revoke(request, row.backend, ended, resumed=resumed)
+            return self._settle_covered(request, row.backend, covered)
+        outcome = self._call(backend.revoke, spec)
+        done = self._settle_revoke(request, row.backend, outcome, resumed=resumed)
+        if done and backend.shares_grants:
+            self._heal(row.user, row.backend, request.id)
+        return done
+
+    def _settle_covered(self, request: AccessRequest, name: str, covered: str) -> bool:
+        now = self.ctx.clock.now()
+        with self.uow() as uow:
+            row = uow.backend_grants.get(request.id, name, for_update=True)
+            assert row is not None
+            rows.settle_removed(row, now, note=f"still covered by request {covered}")
+            row.covered_by = covered
+            uow.backend_grants.save(row)
+            event = rows.event(
+                "backend.removed",
+                request.id,
+                backend=name,
+                type=row.backend_type,
+                changed=False,
+                kept_for=covered,
+            )
+            self.ctx.publish(uow, [event], request, now)
+            uow.commit()
+        return True
+
+    def _settle_revoke(
+        self, request: AccessRequest, name: str, outcome: Receipt | str, *, resumed: bool
+    ) -> bool:
+        now = self.ctx.clock.now()
+        with self.uow() as uow:
+            row = uow.backend_grants.get(request.id, name, for_update=True)
+            assert row is not None
+            if isinstance(outcome, str):
+                self._failed(uow, request, row, "revoke", outcome, now)
+                uow.commit()
+                return False
+            if not row.in_flight:  # an apply finished meanwhile: revoke once more
+                row.next_attempt_at, row.updated_at = now, now
+                uow.backend_grants.save(row)
+                uow.commit()
+                return False
+            rows.settle_removed(row, now)
+            row.detail = dict(outcome.detail)
+            uow.backend_grants.save(row)
+            uow.backend_grants.add_revoked_keys(name, request.id, outcome.revocations, now)
+            events = [rows.removed_event(request.id, row, outcome)]
+            if resumed:
+                events.append(rows.reconciled(request.id, row, "resumed", "an interrupted removal"))
+            self.ctx.publish(uow, events, request, now)
+            uow.commit()
+        return True
+
+    def _heal(self, user: str, name: str, ended: str) -> None:
+        """After a shared revoke: put back what an overlapping grant applied meanwhile."""
+        now = self.ctx.clock.now()
+        with self.uow(write=False) as uow:
+            other = uow.backend_grants.covering(user, name, ended, now)
+            request = uow.requests.get(other) if other else None
+        if request is not None:
+            self.regrant(request, name, reason=f"the removal of request {ended} overlapped it")
+
+    def regrant(self, request: AccessRequest, name: str, *, reason: str) -> bool:
+        """Re-apply a grant found missing on its backend, audited as a repair."""
+        try:
+            backend = self.backend_for(name)
+        except BackendUnavailable as exc:
+            outcome: Receipt | str = str(exc)
+        else:
+            outcome = self._call(backend.grant, self.spec(request, name))
+        now = self.ctx.clock.now()
+        with self.uow() as uow:
+            row = uow.backend_grants.get(request.id, name, for_update=True)
+            if row is None:
+                return False
+            if isinstance(outcome, str):
+                self._failed(uow, request, row, "grant", outcome, now)
+                uow.commit()
+                return False
+            event = rows.reconciled(request.id, row, "reapplied", reason)
+            self.ctx.publish(uow, [event], request, now)
+            uow.commit()
+        return True
+
+    # -- retries -----------------------------------------------------------------------------
+
+    def retry_removals(self) -> int:
+        """Removals that failed (or were interrupted) and are due again; returns how many done."""
+        with self.uow(write=False) as uow:
+            due = uow.backend_grants.due_removals(self.ctx.clock.now(), BATCH)
+            requests = {r.request_id: uow.requests.get(r.request_id) for r in due}
+        done = 0
+        for row in due:
+            request = requests.get(row.request_id)
+            if request is None:
+                continue
+            if self.remove_one(
+                request, row.backend, terminate=row.terminate, early=row.ended_early
+            ):
+                done += 1
+                self.finish_removal(request)
+        return done
+
+    def finish_removal(self, request: AccessRequest) -> None:
+        """Once every backend of an ended grant is clear, end its sessions if they must end."""
+        with self.uow(write=False) as uow:
+            rows = uow.backend_grants.of_request(request.id)
+        if rows and all(r.status == "removed" for r in rows) and any(r.terminate for r in rows):
+            self._end_sessions(request, any(r.ended_early for r in rows))

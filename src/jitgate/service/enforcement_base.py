@@ -1,0 +1,136 @@
+"""Building blocks of enforcement: backends by name, the immutable ``GrantSpec`` a
+backend is given, guarded backend calls, and how a failure is recorded (loud: audited as
+``backend.failed``, kept on the row, retried with backoff)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from jitgate.domain.request import AccessRequest
+from jitgate.service import enforcement_rows as rows
+from jitgate.service.backend_ports import (
+    Backend,
+    BackendError,
+    BackendGrant,
+    BackendProvider,
+    BackendUnavailable,
+    EnforcementUnitOfWork,
+    EnforcementUnitOfWorkFactory,
+    GrantSpec,
+    Receipt,
+    SessionRef,
+    frozen_config,
+)
+from jitgate.service.context import Context
+
+log = logging.getLogger("jitgate.enforcement")
+
+
+class EnforcementBase:
+    def __init__(
+        self,
+        ctx: Context,
+        uow: EnforcementUnitOfWorkFactory,
+        backends: BackendProvider,
+        *,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.uow = uow
+        self.backends = backends
+        self._on_close = on_close
+
+    def close(self) -> None:
+        if self._on_close is not None:
+            self._on_close()
+
+    # -- building blocks --------------------------------------------------------------------
+
+    def backend_for(self, name: str) -> Backend:
+        config = self.ctx.policy.current.backends.get(name)
+        if config is None:
+            raise BackendUnavailable(f"backend {name!r} is not configured in the policy")
+        return self.backends.get(name, config)
+
+    def backend_type(self, name: str) -> str:
+        return str(self.ctx.policy.current.backends.get(name, {}).get("type", "unknown"))
+
+    def spec(
+        self,
+        request: AccessRequest,
+        name: str,
+        *,
+        ended_early: bool = False,
+        terminate: bool = False,
+        sessions: tuple[SessionRef, ...] = (),
+    ) -> GrantSpec:
+        config = self.ctx.policy.current.backends.get(name, {})
+        now = self.ctx.clock.now()
+        return GrantSpec(
+            request_id=request.id,
+            user=request.requester,
+            roles=request.roles,
+            resources=request.resources,
+            starts_at=request.starts_at or now,
+            ends_at=request.ends_at or now,
+            backend=name,
+            backend_type=str(config.get("type", "unknown")),
+            config=frozen_config(config),
+            ended_early=ended_early,
+            terminate_sessions=terminate,
+            sessions=sessions,
+        )
+
+    def _new_row(self, request: AccessRequest, name: str, now: datetime) -> BackendGrant:
+        return BackendGrant(
+            request_id=request.id,
+            backend=name,
+            user=request.requester,
+            backend_type=self.backend_type(name),
+            status="applying",
+            created_at=now,
+            updated_at=now,
+        )
+
+    def _failed(
+        self,
+        uow: EnforcementUnitOfWork,
+        request: AccessRequest,
+        row: BackendGrant,
+        action: str,
+        error: str,
+        now: datetime,
+    ) -> None:
+        row.attempts += 1
+        row.in_flight = False
+        row.last_error = error
+        row.next_attempt_at = now + rows.backoff(row.attempts)
+        row.updated_at = now
+        if action == "grant":
+            row.status = "failed"
+        uow.backend_grants.save(row)
+        event = rows.event(
+            "backend.failed",
+            request.id,
+            backend=row.backend,
+            type=row.backend_type,
+            action=action,
+            error=error,
+            attempt=row.attempts,
+            retry_at=row.next_attempt_at.isoformat(),
+        )
+        self.ctx.publish(uow, [event], request, now)
+        log.warning(
+            "backend %s failed to %s request %s: %s", row.backend, action, request.id, error
+        )
+
+    def _call(self, action: Callable[[GrantSpec], Receipt], spec: GrantSpec) -> Receipt | str:
+        try:
+            return action(spec)
+        except BackendError as exc:
+            return str(exc) or type(exc).__name__
+        except Exception as exc:
+            log.exception("backend %s raised unexpectedly", spec.backend)
+            return f"unexpected {type(exc).__name__} in backend {spec.backend}"

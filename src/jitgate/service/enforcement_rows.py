@@ -1,0 +1,92 @@
+"""Pure helpers of enforcement: the backoff schedule, the gate that decides whether an
+apply may run, how a row is settled, and the audit events of backend outcomes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from jitgate.domain.events import DomainEvent
+from jitgate.domain.request import AccessRequest
+from jitgate.service.backend_ports import BackendGrant, Receipt, SessionRef
+
+ACTOR = "system"
+LEASE = timedelta(minutes=2)
+BACKOFF_BASE = timedelta(seconds=5)
+BACKOFF_MAX = timedelta(minutes=5)
+
+
+def backoff(attempts: int) -> timedelta:
+    """5 s, 10 s, 20 s … capped at 5 min."""
+    step: timedelta = BACKOFF_BASE * (2 ** min(max(attempts - 1, 0), 16))
+    return min(step, BACKOFF_MAX)
+
+
+def event(kind: str, request_id: str, **data: Any) -> DomainEvent:
+    return DomainEvent(kind, ACTOR, request_id, data)
+
+
+def window_end(request: AccessRequest) -> str | None:
+    return request.ends_at.isoformat() if request.ends_at else None
+
+
+def apply_gate(row: BackendGrant | None, now: datetime, window: str | None) -> str:
+    """``go``, ``resume`` (an interrupted apply), ``refresh`` (applied, but the window has
+    moved since), ``done`` or ``skip`` (in flight, backing off, or the grant ended)."""
+    if row is None:
+        return "go"
+    if row.status == "applied":
+        applied_for = row.detail.get("window_end")
+        return "done" if applied_for in (None, window) else "refresh"
+    if row.status in ("removing", "removed"):
+        return "skip"
+    due = row.next_attempt_at is None or row.next_attempt_at <= now
+    if not due:
+        return "skip"
+    return "resume" if row.status == "applying" and row.in_flight else "go"
+
+
+def settle_removed(row: BackendGrant, now: datetime, *, note: str | None = None) -> None:
+    row.status, row.in_flight, row.removed_at, row.updated_at = "removed", False, now, now
+    row.last_error, row.next_attempt_at = None, None
+    if note:
+        row.detail = {**row.detail, "note": note}
+
+
+def refs(sessions: Any) -> list[SessionRef]:
+    return [SessionRef(s.id, s.user, s.resource, s.kind, s.started_at) for s in sessions]
+
+
+def applied_event(request_id: str, row: BackendGrant, receipt: Receipt) -> DomainEvent:
+    return event(
+        "backend.applied",
+        request_id,
+        backend=row.backend,
+        type=row.backend_type,
+        changed=receipt.changed,
+        detail=dict(receipt.detail),
+    )
+
+
+def removed_event(request_id: str, row: BackendGrant, receipt: Receipt) -> DomainEvent:
+    return event(
+        "backend.removed",
+        request_id,
+        backend=row.backend,
+        type=row.backend_type,
+        changed=receipt.changed,
+        ended_early=row.ended_early,
+        sessions_terminated=row.terminate,
+        detail=dict(receipt.detail),
+    )
+
+
+def reconciled(request_id: str, row: BackendGrant, action: str, reason: str) -> DomainEvent:
+    return event(
+        "backend.reconciled",
+        request_id,
+        backend=row.backend,
+        type=row.backend_type,
+        action=action,
+        reason=reason,
+    )

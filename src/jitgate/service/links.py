@@ -1,0 +1,212 @@
+"""One-click links (SPEC §6, RFC 10.5.3): show a link's confirmation, decide from it once.
+
+Invariants:
+- showing a link never changes anything (mail scanners prefetch links);
+- an Approve or Deny link is bound to one approver (or, from a shared channel, to nobody,
+  so the person must already be known); a person other than the one it is bound to gets
+  ``Forbidden``; the decision itself goes through ``decisions``, so the requester never
+  approves their own request and eligibility is checked like any approval;
+- a link works once: the first decision through it is recorded, every later use is ``Gone``,
+  as is a link past its expiry or for a request that is no longer pending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from jitgate.domain.errors import Conflict, Forbidden, Gone, Invalid, NotFound
+from jitgate.domain.request import AccessRequest
+from jitgate.domain.states import State
+from jitgate.service import decisions
+from jitgate.service.context import Context
+from jitgate.service.ports import UnitOfWork
+
+Action = Literal["approve", "deny", "view"]
+PageKind = Literal["confirm", "view", "gone", "forbidden", "missing"]
+DEFAULT_DENY_REASON = "denied with a one-click link"
+
+
+@dataclass(frozen=True)
+class Link:
+    """What a signed link says: who may use it, for what, until when."""
+
+    request_id: str
+    action: Action
+    subject: str
+    expires_at: datetime
+    channel: str = ""
+
+
+class BadLink(Exception):
+    """The token was not made by this server (tampered, truncated, another key)."""
+
+
+class LinkSigner(Protocol):
+    def mint(self, link: Link) -> str: ...
+    def read(self, token: str) -> Link: ...
+
+
+@dataclass(frozen=True)
+class LinkUse:
+    key: str
+    request_id: str
+    subject: str
+    action: str
+    used_at: datetime
+
+
+class LinkUses(Protocol):
+    def reserve(self, use: LinkUse) -> bool: ...
+    def find(self, key: str) -> LinkUse | None: ...
+
+
+LinkUsesOf = Callable[[UnitOfWork], LinkUses]
+
+
+@dataclass(frozen=True)
+class LinkPage:
+    kind: PageKind
+    link: Link
+    request: AccessRequest | None
+    message: str
+    person: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkOutcome:
+    request: AccessRequest
+    action: Action
+    person: str
+
+
+def use_key(request_id: str, person: str) -> str:
+    return f"link:{request_id}:{person.lower()}"
+
+
+def open_link(ctx: Context, uses_of: LinkUsesOf, *, link: Link, person: str | None) -> LinkPage:
+    """What the page of ``link`` shows to ``person``; reads only."""
+    now = ctx.clock.now()
+    with ctx.uow(write=False) as uow:
+        request = uow.requests.get(link.request_id)
+        used = uses_of(uow).find(use_key(link.request_id, person)) if person else None
+    if request is None:
+        return LinkPage("missing", link, None, "This request does not exist.")
+    if link.action == "view":
+        if now >= link.expires_at:
+            return LinkPage("gone", link, request, "This link has expired.")
+        return LinkPage("view", link, request, outcome_text(request), person)
+    return _judge(ctx, link, request, person, used, now)
+
+
+def _judge(
+    ctx: Context,
+    link: Link,
+    request: AccessRequest,
+    person: str | None,
+    used: LinkUse | None,
+    now: datetime,
+) -> LinkPage:
+    if person is None:
+        return LinkPage(
+            "forbidden", link, request, "Sign in first: open a link sent to you personally."
+        )
+    if link.subject and person.lower() != link.subject.lower():
+        return LinkPage("forbidden", link, request, "This link was sent to someone else.", person)
+    if used is not None:
+        did = "approved" if used.action == "approve" else "denied"
+        at = f"{used.used_at:%Y-%m-%d %H:%M} UTC"
+        text = f"You already used this link: you {did} this request at {at}."
+        return LinkPage("gone", link, request, text, person)
+    if request.state is not State.PENDING or now >= request.expires_at:
+        return LinkPage("gone", link, request, outcome_text(request, now), person)
+    if now >= link.expires_at:
+        return LinkPage("gone", link, request, "This link has expired.", person)
+    if person == request.requester:
+        text = "You asked for this access: the requester can never decide their own request."
+        return LinkPage("forbidden", link, request, text, person)
+    if not request.can_decide(person, ctx.policy.current.directory, now):
+        text = "You are not an eligible approver of this request."
+        return LinkPage("forbidden", link, request, text, person)
+    return LinkPage("confirm", link, request, "", person)
+
+
+def decide_from_link(
+    ctx: Context,
+    uses_of: LinkUsesOf,
+    *,
+    link: Link,
+    person: str | None,
+    comment: str | None = None,
+) -> LinkOutcome:
+    """Approve or deny as ``person`` through ``link``, once."""
+    if link.action == "view":
+        raise Invalid("a View link does not decide")
+    page = open_link(ctx, uses_of, link=link, person=person)
+    if page.kind == "missing":
+        raise NotFound("this request does not exist")
+    if page.kind == "gone":
+        raise Gone(page.message)
+    if page.kind != "confirm" or person is None:
+        raise Forbidden(page.message)
+    text = (comment or "").strip() or None
+    if link.action == "deny" and text is None:
+        text = DEFAULT_DENY_REASON
+    _reserve(ctx, uses_of, link, person)
+    try:
+        if link.action == "approve":
+            result = decisions.approve_request(
+                ctx, request_id=link.request_id, approver=person, comment=text, via="link"
+            )
+        else:
+            result = decisions.deny_request(
+                ctx, request_id=link.request_id, approver=person, reason=text or "", via="link"
+            )
+    except Conflict as exc:
+        raise Gone(str(exc)) from None
+    return LinkOutcome(result.request, link.action, person)
+
+
+def _reserve(ctx: Context, uses_of: LinkUsesOf, link: Link, person: str) -> None:
+    now = ctx.clock.now()
+    use = LinkUse(use_key(link.request_id, person), link.request_id, person, link.action, now)
+    with ctx.uow() as uow:
+        fresh = uses_of(uow).reserve(use)
+        uow.commit()
+    if not fresh:
+        raise Gone("this link was already used")
+
+
+def claim_once(
+    ctx: Context, uses_of: LinkUsesOf, *, key: str, request_id: str, subject: str, action: str
+) -> bool:
+    """Record a one-time key (a Slack call's signature); False when it was seen before."""
+    now = ctx.clock.now()
+    with ctx.uow() as uow:
+        fresh = uses_of(uow).reserve(LinkUse(key, request_id, subject, action, now))
+        uow.commit()
+    return fresh
+
+
+def outcome_text(request: AccessRequest, now: datetime | None = None) -> str:
+    """One sentence saying what happened to ``request``."""
+    state = request.state
+    last = next((a for a in reversed(request.approvals)), None)
+    if state is State.PENDING:
+        if now is not None and now >= request.expires_at:
+            return "This request expired with no decision."
+        return "This request is waiting for a decision."
+    if state is State.DENIED and last is not None:
+        return f"This request was denied by {last.approver}."
+    if state in (State.APPROVED, State.ACTIVE):
+        who = "policy" if last is None else last.approver
+        return f"This request was approved (last approval by {who})."
+    if state is State.EXPIRED:
+        if request.decided_at is None:
+            return "This request expired with no decision."
+        return "This grant has ended."
+    if state is State.REVOKED:
+        return "This request was withdrawn or revoked."
+    return f"This request is {state.value}."

@@ -1,0 +1,256 @@
+"""Reconciliation (issue: overlaps and drift): make the real systems match the grants.
+
+One pass, run by the scheduler and by ``jitgate reconcile``:
+
+1. retry removals that failed or were interrupted (``kill -9`` between a backend call and
+   its commit leaves an in-flight row whose lease runs out);
+2. apply approved grants whose window began (resumes interrupted applies);
+3. remove grants still recorded as in place whose request is no longer live;
+4. for grants in force, ask verifiable backends whether they are really in place and
+   re-apply the missing ones;
+5. for grants removed recently, ask again and remove them if they came back (and no other
+   live grant of the user covers them);
+6. list what each inventory backend holds that jitgate made, and remove the orphans.
+
+Invariant: every repair is audited (``backend.reconciled``, or the ``backend.*`` event of
+the normal path it resumed); a pass never raises for one backend's failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from jitgate.domain.errors import Conflict
+from jitgate.domain.events import DomainEvent
+from jitgate.domain.states import State
+from jitgate.service import lifecycle
+from jitgate.service.backend_ports import (
+    BackendError,
+    BackendGrant,
+    GrantSpec,
+    Inventory,
+    MadeGrant,
+)
+from jitgate.service.context import Context
+from jitgate.service.enforcement import BATCH, Enforcement
+
+log = logging.getLogger("jitgate.reconcile")
+RECHECK_HORIZON = timedelta(days=1)
+
+
+@dataclass
+class ReconcileReport:
+    retried: int = 0
+    activated: int = 0
+    removed: int = 0
+    checked: int = 0
+    reapplied: int = 0
+    orphans: int = 0
+    failed: int = 0
+
+    @property
+    def repairs(self) -> int:
+        return self.removed + self.reapplied + self.orphans
+
+    def as_dict(self) -> dict[str, int]:
+        return {**self.__dict__, "repairs": self.repairs}
+
+
+def enforcement_of(ctx: Context) -> Enforcement:
+    if not isinstance(ctx.grants, Enforcement):
+        raise Conflict("backends are not wired into this jitgate (no enforcement)")
+    return ctx.grants
+
+
+def reconcile(ctx: Context) -> ReconcileReport:
+    enf = enforcement_of(ctx)
+    report = ReconcileReport()
+    report.retried = enf.retry_removals()
+    report.activated = lifecycle.activate(ctx)
+    _remove_ended(enf, report)
+    _check_live(enf, report)
+    _check_removed(enf, report)
+    _orphans(enf, report)
+    return report
+
+
+def _remove_ended(enf: Enforcement, report: ReconcileReport) -> None:
+    with enf.uow(write=False) as uow:
+        rows = uow.backend_grants.unsettled_of_ended(enf.ctx.clock.now(), BATCH)
+        requests = {r.request_id: uow.requests.get(r.request_id) for r in rows}
+    for row in rows:
+        request = requests.get(row.request_id)
+        if request is None:
+            continue
+        early = request.state is State.REVOKED
+        terminate = early or enf.ctx.policy.current.settings.sessions_at_expiry == "terminate"
+        if enf.remove_one(request, row.backend, terminate=terminate, early=early):
+            report.removed += 1
+            enf.finish_removal(request)
+        else:
+            report.failed += 1
+
+
+def _check_live(enf: Enforcement, report: ReconcileReport) -> None:
+    with enf.uow(write=False) as uow:
+        rows = uow.backend_grants.of_live(enf.ctx.clock.now(), BATCH)
+        requests = {r.request_id: uow.requests.get(r.request_id) for r in rows}
+    for row in rows:
+        request = requests.get(row.request_id)
+        if request is None:
+            continue
+        if not enf.apply_one(request, row.backend):  # failed, interrupted or window moved
+            report.failed += 1
+            continue
+        if _in_place(enf, row, enf.spec(request, row.backend), report) is False:
+            if enf.regrant(request, row.backend, reason="the grant was missing on the backend"):
+                report.reapplied += 1
+            else:
+                report.failed += 1
+
+
+def _in_place(
+    enf: Enforcement, row: BackendGrant, spec: GrantSpec, report: ReconcileReport
+) -> bool | None:
+    """What a verifiable backend says; ``None`` when it cannot tell or did not answer."""
+    try:
+        backend = enf.backend_for(row.backend)
+        if not backend.verifiable:
+            return None
+        report.checked += 1
+        return backend.check(spec)
+    except BackendError as exc:
+        log.warning("reconcile: cannot check %s for %s: %s", row.backend, row.request_id, exc)
+        report.failed += 1
+        return None
+
+
+def _check_removed(enf: Enforcement, report: ReconcileReport) -> None:
+    now = enf.ctx.clock.now()
+    with enf.uow(write=False) as uow:
+        rows = uow.backend_grants.removed_since(now - RECHECK_HORIZON, BATCH)
+        requests = {r.request_id: uow.requests.get(r.request_id) for r in rows}
+    for row in rows:
+        request = requests.get(row.request_id)
+        if request is None or _live(request.state, request.ends_at, now):
+            continue
+        spec = enf.spec(request, row.backend)
+        if _in_place(enf, row, spec, report) is not True:
+            continue
+        with enf.uow(write=False) as uow:
+            if uow.backend_grants.covering(row.user, row.backend, row.request_id, now):
+                continue
+        _remove_again(enf, row, spec, "the grant was back in place after it ended", report)
+
+
+def _remove_again(
+    enf: Enforcement, row: BackendGrant, spec: GrantSpec, reason: str, report: ReconcileReport
+) -> None:
+    try:
+        receipt = enf.backend_for(row.backend).revoke(spec)
+    except BackendError as exc:
+        log.warning("reconcile: cannot remove %s of %s: %s", row.backend, row.request_id, exc)
+        report.failed += 1
+        return
+    if receipt.changed:
+        _audit(enf, row.request_id, row.backend, "removed", reason, dict(receipt.detail))
+        report.orphans += 1
+
+
+def _orphans(enf: Enforcement, report: ReconcileReport) -> None:
+    for name in enf.ctx.policy.current.backends:
+        try:
+            backend = enf.backend_for(name)
+            made = list(backend.made()) if isinstance(backend, Inventory) else []
+        except BackendError as exc:
+            log.warning("reconcile: cannot list what %s holds: %s", name, exc)
+            continue
+        for grant in made:
+            terminate = _orphan(enf, name, grant)
+            if terminate is None or not isinstance(backend, Inventory):
+                continue
+            try:
+                receipt = backend.remove_made(grant, terminate=terminate)
+            except BackendError as exc:
+                log.warning("reconcile: cannot remove %s from %s: %s", grant.key, name, exc)
+                report.failed += 1
+                continue
+            if receipt.changed:
+                reason = "jitgate-made grant without a live request"
+                _audit(enf, grant.request_id, name, "removed", reason, dict(receipt.detail))
+                report.orphans += 1
+
+
+def _orphan(enf: Enforcement, name: str, grant: MadeGrant) -> bool | None:
+    """Whether to remove ``grant`` terminating its sessions; ``None`` while it should exist
+    or while the normal removal path owns it."""
+    now = enf.ctx.clock.now()
+    with enf.uow(write=False) as uow:
+        request = uow.requests.get(grant.request_id)
+        row = uow.backend_grants.get(grant.request_id, name)
+    if request is not None and _live(request.state, request.ends_at, now):
+        return None
+    if row is not None and row.status == "removing":
+        return None
+    early = request is None or request.state is State.REVOKED
+    return early or enf.ctx.policy.current.settings.sessions_at_expiry == "terminate"
+
+
+def _live(state: State, ends_at: datetime | None, now: datetime) -> bool:
+    return state in (State.APPROVED, State.ACTIVE) and ends_at is not None and ends_at > now
+
+
+def _audit(
+    enf: Enforcement,
+    request_id: str,
+    backend: str,
+    action: str,
+    reason: str,
+    detail: dict[str, object],
+) -> None:
+    now = enf.ctx.clock.now()
+    event = DomainEvent(
+        "backend.reconciled",
+        "system",
+        request_id,
+        {"backend": backend, "action": action, "reason": reason, "detail": detail},
+    )
+    with enf.uow() as uow:
+        request = uow.requests.get(request_id)
+        enf.ctx.publish(uow, [event], request, now)
+        uow.commit()
+
+
+def scheduler_jobs(ctx: Context, *, interval: float = 60.0) -> list[Callable[[], object]]:
+    """The scheduler's enforcement jobs: due retries every tick, a full pass every
+    ``interval`` seconds (the first at startup, so a restart repairs what a crash left)."""
+    if not isinstance(ctx.grants, Enforcement):
+        return []
+    enf = ctx.grants
+    last = [float("-inf")]
+
+    def retry_removals() -> int:
+        try:
+            return enf.retry_removals()
+        except Exception:
+            log.exception("retrying backend removals failed; trying again next tick")
+            return 0
+
+    def periodic() -> ReconcileReport | None:
+        if time.monotonic() - last[0] < interval:
+            return None
+        last[0] = time.monotonic()
+        try:
+            report = reconcile(ctx)
+        except Exception:
+            log.exception("reconciliation failed; trying again next pass")
+            return None
+        if report.repairs or report.failed:
+            log.info("reconcile: %s", report.as_dict())
+        return report
+
+    return [retry_removals, periodic]

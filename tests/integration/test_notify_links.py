@@ -1,0 +1,236 @@
+"""One-click links through the served pages (SPEC §6): prefetch, forwarded, tampered, reused,
+expired, CSRF-less, the requester's own request, and the SSO-header mode."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+from notify_sinks import HttpSink, Notify, ServedApi, channels, peer_env, with_notifications
+
+from jitgate.bootstrap import App
+from jitgate.config import Settings
+from jitgate.domain.policy import Policy
+from jitgate.domain.request import AccessRequest
+from jitgate.domain.states import State
+from jitgate.entrypoints.api.app import create_app
+from jitgate.service import decisions
+from jitgate.service.links import Link
+
+pytest_plugins = ["conftest_notify"]
+
+MARK, SAM, JANE = "mark.lee@example.com", "sam@example.com", "jane.doe@example.com"
+
+
+class Pages:
+    def __init__(self, n: Notify, client: Callable[[], httpx.Client]) -> None:
+        self.n = n
+        self.new_client = client
+
+    def link(
+        self, request: AccessRequest, action: str, subject: str, expires: datetime | None = None
+    ) -> str:
+        token = self.n.rt.signer.mint(
+            Link(request.id, action, subject, expires or request.expires_at, "mail")  # type: ignore[arg-type]
+        )
+        return f"/l/{token}"
+
+    def state(self, request_id: str) -> AccessRequest:
+        with self.n.ctx.uow(write=False) as uow:
+            found = uow.requests.get(request_id)
+        assert found is not None
+        return found
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+@pytest.fixture
+def pages(
+    notify: Callable[..., Notify], db_url: str, example_policy: Policy, http_sink: HttpSink
+) -> Iterator[Callable[..., Pages]]:
+    clients: list[httpx.Client] = []
+    servers: list[ServedApi] = []
+
+    def make(env: dict[str, str] | None = None) -> Pages:
+        policy = with_notifications(example_policy, channels(http_sink), {})
+        n = notify(db_url, policy, {**peer_env(http_sink), **(env or {})})
+        app = App(Settings(database_url=db_url), None, n.ctx, notify=n.rt)  # type: ignore[arg-type]
+        served = ServedApi(create_app(app))
+        servers.append(served)
+
+        def client() -> httpx.Client:
+            made = httpx.Client(base_url=served.url, timeout=10)
+            clients.append(made)
+            return made
+
+        return Pages(n, client)
+
+    yield make
+    for made in clients:
+        made.close()
+    for served in servers:
+        served.stop()
+
+
+def test_prefetch_shows_and_changes_nothing_then_the_form_decides_once(
+    pages: Callable[..., Pages], caplog: pytest.LogCaptureFixture
+) -> None:
+    p = pages()
+    request = p.n.create()
+    url = p.link(request, "approve", MARK)
+    scanner, browser = p.new_client(), p.new_client()
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(3):
+            got = scanner.get(url)
+            assert got.status_code == 200 and "Approve this request?" in got.text
+            assert got.headers["cache-control"] == "no-store"
+            assert got.headers["referrer-policy"] == "no-referrer"
+            assert got.headers["x-frame-options"] == "DENY"
+        assert p.state(request.id).approvals == ()
+        page = browser.get(url)
+        assert MARK in page.text and request.id in page.text
+        done = browser.post(url, data={"csrf": csrf_of(page.text), "comment": "ok <b>"})
+        assert done.status_code == 200 and "You approved this request" in done.text
+        again = browser.post(url, data={"csrf": csrf_of(page.text)})
+        assert again.status_code == 410
+        assert browser.get(url).status_code == 410
+    approvals = p.state(request.id).approvals
+    assert [(a.approver, a.via, a.comment) for a in approvals] == [(MARK, "link", "ok <b>")]
+    assert url.split("/")[-1] not in caplog.text
+    assert url.split(".")[-1] not in caplog.text
+
+
+def test_a_forwarded_link_is_refused(pages: Callable[..., Pages]) -> None:
+    p = pages()
+    request = p.n.create()
+    browser = p.new_client()
+    mine = browser.get(p.link(request, "approve", MARK))
+    assert mine.status_code == 200
+    forwarded = p.link(request, "approve", SAM)
+    got = browser.get(forwarded)
+    assert got.status_code == 403 and "sent to someone else" in got.text
+    posted = browser.post(forwarded, data={"csrf": csrf_of(mine.text)})
+    assert posted.status_code == 403
+    assert p.state(request.id).approvals == ()
+
+
+def test_a_tampered_token_is_not_recognised(pages: Callable[..., Pages]) -> None:
+    p = pages()
+    request = p.n.create()
+    url = p.link(request, "approve", MARK)
+    browser = p.new_client()
+    middle = url.index(".") + 10
+    flipped = url[:middle] + ("A" if url[middle] != "A" else "B") + url[middle + 1 :]
+    for bad in (url[:-3] + "AAA", flipped, "/l/v1.e30.AAAA", "/l/garbage", "/l/" + "A" * 3000):
+        got = browser.get(bad)
+        assert got.status_code == 404 and "not recognised" in got.text
+        assert browser.post(bad, data={"csrf": "x"}).status_code == 404
+
+
+def test_an_expired_link_is_gone(pages: Callable[..., Pages]) -> None:
+    p = pages()
+    request = p.n.create()
+    url = p.link(request, "approve", MARK)
+    browser = p.new_client()
+    page = browser.get(url)
+    p.n.clock.set(request.expires_at + timedelta(seconds=1))
+    got = browser.get(url)
+    assert got.status_code == 410 and "expired" in got.text
+    assert browser.post(url, data={"csrf": csrf_of(page.text)}).status_code == 410
+    early = p.link(request, "deny", MARK, expires=request.created_at + timedelta(minutes=1))
+    assert browser.get(early).status_code == 410
+
+
+def test_a_post_without_the_page_token_is_refused(pages: Callable[..., Pages]) -> None:
+    p = pages()
+    request = p.n.create()
+    url = p.link(request, "approve", MARK)
+    attacker = p.new_client()
+    assert attacker.post(url, data={}).status_code == 403
+    victim = p.new_client()
+    page = victim.get(url)
+    assert victim.post(url, data={"csrf": "forged"}).status_code == 403
+    other = p.new_client()
+    other.get(url)
+    assert other.post(url, data={"csrf": csrf_of(page.text)}).status_code == 403
+    cross = victim.post(
+        url, data={"csrf": csrf_of(page.text)}, headers={"sec-fetch-site": "cross-site"}
+    )
+    assert cross.status_code == 403
+    assert p.state(request.id).approvals == ()
+
+
+def test_after_someone_else_decided_the_page_says_what_happened(
+    pages: Callable[..., Pages],
+) -> None:
+    p = pages()
+    request = p.n.create()
+    url = p.link(request, "approve", MARK)
+    browser = p.new_client()
+    page = browser.get(url)
+    decisions.deny_request(p.n.ctx, request_id=request.id, approver=SAM, reason="not today")
+    got = browser.get(url)
+    assert got.status_code == 410 and f"denied by {SAM}" in got.text
+    assert browser.post(url, data={"csrf": csrf_of(page.text)}).status_code == 410
+
+
+def test_deny_with_a_reason(pages: Callable[..., Pages]) -> None:
+    p = pages()
+    request = p.n.create()
+    url = p.link(request, "deny", SAM)
+    browser = p.new_client()
+    page = browser.get(url)
+    assert "Deny this request?" in page.text
+    done = browser.post(url, data={"csrf": csrf_of(page.text), "comment": "use the runbook"})
+    assert done.status_code == 200 and "denied" in done.text
+    found = p.state(request.id)
+    assert found.state is State.DENIED and found.close_reason == "use the runbook"
+
+
+def test_the_requester_never_decides_through_a_link(pages: Callable[..., Pages]) -> None:
+    p = pages()
+    request = p.n.create()
+    url = p.link(request, "approve", JANE)  # validly signed, yet for the requester
+    browser = p.new_client()
+    got = browser.get(url)
+    assert got.status_code == 403 and "never decide their own" in got.text
+    assert browser.post(url, data={"csrf": "x"}).status_code == 403
+    assert p.state(request.id).approvals == ()
+
+
+def test_sso_header_mode(pages: Callable[..., Pages]) -> None:
+    p = pages({"JITGATE_WEB_USER_HEADER": "X-Forwarded-Email"})
+    request = p.n.create()
+    shared = p.link(request, "approve", "")  # from a shared channel: bound to nobody
+    browser = p.new_client()
+    assert browser.get(shared).status_code == 403  # no header: nobody known
+    as_jane = browser.get(shared, headers={"x-forwarded-email": JANE})
+    assert as_jane.status_code == 403 and "never decide their own" in as_jane.text
+    as_sam = browser.get(shared, headers={"x-forwarded-email": SAM})
+    assert as_sam.status_code == 200
+    bound = p.link(request, "approve", MARK)
+    assert browser.get(bound, headers={"x-forwarded-email": SAM}).status_code == 403
+    done = browser.post(
+        shared, data={"csrf": csrf_of(as_sam.text)}, headers={"x-forwarded-email": SAM}
+    )
+    assert done.status_code == 200
+    assert [a.approver for a in p.state(request.id).approvals] == [SAM]
+
+
+def test_view_shows_the_request(pages: Callable[..., Pages]) -> None:
+    p = pages()
+    request = p.n.create(reason="<script>alert(1)</script>")
+    browser = p.new_client()
+    url = p.link(request, "view", JANE, expires=request.created_at + timedelta(days=7))
+    got = browser.get(url)
+    assert got.status_code == 200 and request.id in got.text and "pending" in got.text
+    assert "<script>alert" not in got.text and "&lt;script&gt;" in got.text
+    assert "<form" not in got.text
