@@ -6,7 +6,6 @@ backend I/O never runs while a transaction holds the request's lock.
 
 from __future__ import annotations
 
-from dataclasses import fields
 from datetime import datetime
 
 from jitgate.domain.request import AccessRequest
@@ -29,32 +28,29 @@ def activate_inline(ctx: Context, request: AccessRequest, now: datetime) -> None
         request.activate(now)
 
 
-def finish_activation(ctx: Context, request: AccessRequest) -> None:
-    """After commit: apply backends of a request that is due, then activate it; the
-    caller's copy is refreshed so that what it answers shows the activation."""
-    due = request.backends and due_for_activation(request, ctx.clock.now())
-    if due and activate_request(ctx, request_id=request.id):
-        with ctx.uow(write=False) as uow:
-            stored = uow.requests.get(request.id)
-        for item in fields(AccessRequest):
-            if stored is not None and item.name != "events":
-                setattr(request, item.name, getattr(stored, item.name))
+def finish_activation(ctx: Context, request: AccessRequest) -> AccessRequest:
+    """After commit: apply the backends of a request that is due, then activate it.
+    Returns the request as it now stands (activated, or unchanged)."""
+    if request.backends and due_for_activation(request, ctx.clock.now()):
+        return activate_request(ctx, request_id=request.id) or request
+    return request
 
 
-def activate_request(ctx: Context, *, request_id: str) -> bool:
-    """Apply the grant on its backends, then mark it active; ``False`` if it is not yet in place."""
+def activate_request(ctx: Context, *, request_id: str) -> AccessRequest | None:
+    """Apply the grant on its backends, then mark it active; the activated request, or
+    ``None`` if it is not (yet) in place."""
     with ctx.uow(write=False) as uow:
         request = uow.requests.get(request_id)
     if request is None or not due_for_activation(request, ctx.clock.now()):
-        return False
+        return None
     if request.backends and not ctx.grants.apply(request, ctx.clock.now()):
-        return False
+        return None
     now = ctx.clock.now()
     with ctx.uow() as uow:
         locked = uow.requests.get(request_id, for_update=True)
         if locked is None or not due_for_activation(locked, now):
-            return False
+            return None
         locked.activate(now)
         ctx.persist(uow, locked, now)
         uow.commit()
-    return True
+    return locked

@@ -49,8 +49,7 @@ def approve_request(
         uow.commit()
     if original is not None and request.state is State.APPROVED:
         ctx.grants.apply(original, ctx.clock.now())  # backends follow the moved end
-    finish_activation(ctx, request)
-    return Decision(request, evaluation)
+    return Decision(finish_activation(ctx, request), evaluation)
 
 
 def deny_request(

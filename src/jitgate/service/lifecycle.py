@@ -120,4 +120,4 @@ def activate(ctx: Context) -> int:
     """Scheduled grants whose window began, and grants whose backends failed before."""
     with ctx.uow(write=False) as uow:
         due = uow.requests.due("activate", ctx.clock.now(), BATCH)
-    return sum(1 for request in due if activate_request(ctx, request_id=request.id))
+    return sum(1 for request in due if activate_request(ctx, request_id=request.id) is not None)

@@ -47,8 +47,7 @@ def create_request(
         activate_inline(ctx, request, now)
         ctx.persist_new(uow, request, now)
         uow.commit()
-    finish_activation(ctx, request)
-    return Created(request)
+    return Created(finish_activation(ctx, request))
 
 
 def _replay(request: AccessRequest | None, seen_hash: str, body_hash: str | None) -> Created:

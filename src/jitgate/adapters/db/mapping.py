@@ -57,38 +57,6 @@ def _approval_from_json(d: dict[str, Any]) -> Approval:
     )
 
 
-def to_row(r: AccessRequest) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "requester": r.requester,
-        "state": r.state.value,
-        "roles": list(r.roles),
-        "resources": list(r.resources),
-        "scopes": [{"type": s.type, "environment": s.environment} for s in r.scopes],
-        "rules": [rule_to_json(x) for x in r.rules],
-        "approvals": [_approval_to_json(a) for a in r.approvals],
-        "backends": list(r.backends),
-        "duration_seconds": int(r.duration.total_seconds()),
-        "max_total_seconds": int(r.max_total.total_seconds()),
-        "reason": r.reason,
-        "urgency": r.urgency,
-        "purpose": r.purpose,
-        "created_at": r.created_at,
-        "expires_at": r.expires_at,
-        "escalate_at": r.escalate_at,
-        "start_at": r.start_at,
-        "starts_at": r.starts_at,
-        "ends_at": r.ends_at,
-        "decided_at": r.decided_at,
-        "closed_at": r.closed_at,
-        "close_reason": r.close_reason,
-        "escalated": r.escalated,
-        "expiry_warned": r.expiry_warned,
-        "extends": r.extends,
-        "version": r.version,
-    }
-
-
 #: What can change after creation; ``save`` writes only these (a request is never edited).
 MUTABLE = (
     "state",
@@ -114,6 +82,31 @@ def changes_row(r: AccessRequest) -> dict[str, Any]:
         "close_reason": r.close_reason,
         "escalated": r.escalated,
         "expiry_warned": r.expiry_warned,
+    }
+
+
+def to_row(r: AccessRequest) -> dict[str, Any]:
+    """Every column of a new request: what never changes, plus ``changes_row``."""
+    return {
+        "id": r.id,
+        "requester": r.requester,
+        "roles": list(r.roles),
+        "resources": list(r.resources),
+        "scopes": [{"type": s.type, "environment": s.environment} for s in r.scopes],
+        "rules": [rule_to_json(x) for x in r.rules],
+        "backends": list(r.backends),
+        "duration_seconds": int(r.duration.total_seconds()),
+        "max_total_seconds": int(r.max_total.total_seconds()),
+        "reason": r.reason,
+        "urgency": r.urgency,
+        "purpose": r.purpose,
+        "created_at": r.created_at,
+        "expires_at": r.expires_at,
+        "escalate_at": r.escalate_at,
+        "start_at": r.start_at,
+        "extends": r.extends,
+        "version": r.version,
+        **changes_row(r),
     }
 
 
