@@ -162,12 +162,16 @@ def _remove_again(
 
 
 def _orphans(enf: Enforcement, report: ReconcileReport) -> None:
-    for name in enf.ctx.policy.current.backends:
+    policy = enf.ctx.policy.current
+    attached = {b for role in policy.roles.values() for b in role.backends}
+    for name in policy.backends:
         try:
             backend = enf.backend_for(name)
             made = list(backend.made()) if isinstance(backend, Inventory) else []
         except BackendError as exc:
-            log.warning("reconcile: cannot list what %s holds: %s", name, exc)
+            # a backend no role uses may well be unconfigured: say so quietly
+            level = logging.WARNING if name in attached else logging.DEBUG
+            log.log(level, "reconcile: cannot list what %s holds: %s", name, exc)
             continue
         for grant in made:
             terminate = _orphan(enf, name, grant)
