@@ -103,8 +103,27 @@ def _wrk(
     )
 
 
+def paced(
+    port: int,
+    path: str,
+    body: str,
+    headers: dict[str, str],
+    connections: int,
+    seconds: float,
+    rate: float,
+) -> Load:
+    """``connections`` clients sending ``rate`` requests a second in all, on a schedule."""
+    return _python(port, path, body, headers, connections, seconds, rate)
+
+
 def _python(
-    port: int, path: str, body: str, headers: dict[str, str], connections: int, seconds: float
+    port: int,
+    path: str,
+    body: str,
+    headers: dict[str, str],
+    connections: int,
+    seconds: float,
+    rate: float = 0.0,
 ) -> Load:
     command = [
         sys.executable,
@@ -120,6 +139,8 @@ def _python(
         str(connections),
         "-d",
         str(seconds),
+        "--rate",
+        str(rate),
     ]
     for name, value in headers.items():
         command += ["--header", f"{name}: {value}"]
