@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ REPO_ROOT = TESTS_DIR.parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
+from components import require  # noqa: E402
 from jitgate.adapters.clock import ManualClock  # noqa: E402
 from jitgate.adapters.db.engine import Database, connect  # noqa: E402
 from jitgate.adapters.db.migrate import upgrade  # noqa: E402
@@ -56,10 +56,8 @@ def start() -> datetime:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     bindir = find_bindir()
-    if bindir is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and PostgreSQL is missing. {INSTALL_HINT}", pytrace=False)
-        pytest.skip(INSTALL_HINT)
+    require(bindir is not None, f"PostgreSQL is missing. {INSTALL_HINT}")
+    assert bindir is not None
     server = PgServer(bindir)
     try:
         server.start()

@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 
 from notify_sinks import Server, SmtpSink, _free_port, cli
 
+from components import require
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -42,11 +44,7 @@ MARK, SAM, JANE = "mark.lee@example.com", "sam@example.com", "jane.doe@example.c
 
 
 def _need(ok: bool, what: str) -> None:
-    if ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and {what} is missing", pytrace=False)
-    pytest.skip(f"{what} is missing")
+    require(ok, f"{what} is missing")
 
 
 @pytest.fixture

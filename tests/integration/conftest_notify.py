@@ -11,7 +11,6 @@ Without aiosmtpd the e-mail tests skip, or fail when ``CI=true``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import httpx
 import pytest
 from notify_sinks import FAST, FakePeers, HttpSink, Notify, SmtpSink
 
+import components
 from jitgate.adapters.clock import ManualClock
 from jitgate.adapters.notifiers.wiring import NotifyRuntime, runtime
 from jitgate.domain.policy import Policy
@@ -27,11 +27,7 @@ from jitgate.service.delivery import DeliveryOptions
 
 
 def require(available: bool, what: str) -> None:
-    if available:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and {what} is missing", pytrace=False)
-    pytest.skip(f"{what} is missing")
+    components.require(available, f"{what} is missing")
 
 
 @pytest.fixture

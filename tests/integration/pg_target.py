@@ -9,15 +9,14 @@ the backend "down" and up again. Without PostgreSQL the tests skip (fail under C
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-import pytest
 
+from components import require
 from pg import INSTALL_HINT, PgServer, find_bindir
 
 SERVICE, SERVICE_PASSWORD = "jitgate_svc", "svc-Secret-123"
@@ -79,10 +78,8 @@ class PgTarget:
 
 def start_target() -> PgTarget:
     bindir = find_bindir()
-    if bindir is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and PostgreSQL is missing. {INSTALL_HINT}", pytrace=False)
-        pytest.skip(INSTALL_HINT)
+    require(bindir is not None, f"PostgreSQL is missing. {INSTALL_HINT}")
+    assert bindir is not None
     server = PgServer(bindir).start()
     assert server.root is not None
     (server.root / "data" / "pg_hba.conf").write_text(HBA)

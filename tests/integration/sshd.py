@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import uvicorn
+
+from components import require
 
 SSHD = "/usr/sbin/sshd"
 LOGIN_USER = "jgtest"
@@ -30,11 +31,7 @@ INSTALL_HINT = "install openssh-server and openssh-client (`make test` does it)"
 
 def need(ok: bool, why: str) -> None:
     """Skip when a real component is missing; under CI=true that is a failure."""
-    if ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and {why}", pytrace=False)
-    pytest.skip(why)
+    require(ok, why)
 
 
 def require_openssh() -> None:
