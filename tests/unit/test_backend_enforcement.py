@@ -24,6 +24,7 @@ from jitgate.service import access, decisions, lifecycle
 from jitgate.service import requests as use
 from jitgate.service.backend_ports import GrantSpec
 from jitgate.service.context import Context
+from jitgate.service.decisions import revoke_request
 from jitgate.service.enforcement import Enforcement
 from jitgate.service.enforcement_rows import LEASE
 from jitgate.service.ports import AuditQuery, RequestQuery
@@ -349,6 +350,27 @@ def test_an_extension_rides_on_its_original_grant_refreshed_to_the_new_end(
     lifecycle.tick(ctx)
     assert not WORLD.held
     assert [a for a, _ in WORLD.calls] == ["grant", "grant", "revoke"]
+
+
+def test_revoking_an_extension_brings_the_backends_back_to_the_shortened_end(
+    make_ctx: Any, tmp_path: Path
+) -> None:
+    ctx, clock = _ctx(make_ctx, tmp_path)
+    rid = _request(ctx, hours=2)
+    extension = use.extend_request(
+        ctx, request_id=rid, requester="jane@example.com", duration=timedelta(hours=3), reason="x"
+    )
+    clock.advance(timedelta(hours=2, minutes=5))
+    lifecycle.tick(ctx)  # the extension's time has begun: the backend now runs to +5h
+    assert WORLD.calls[-1][0] == "grant"
+    assert WORLD.calls[-1][1].ends_at == clock.now() + timedelta(hours=2, minutes=55)
+    clock.advance(timedelta(minutes=5))
+    revoke_request(ctx, request_id=extension.id, actor="jane@example.com", reason="done early")
+    with ctx.uow(write=False) as uow:
+        original = uow.requests.get(rid)
+    assert original is not None and original.ends_at == clock.now()  # the 3h taken back
+    refreshed = [spec for action, spec in WORLD.calls if action == "grant"][-1]
+    assert refreshed.request_id == rid and refreshed.ends_at == clock.now()
 
 
 def test_the_scheduler_retries_every_tick_and_reconciles_every_interval(

@@ -91,6 +91,8 @@ def revoke_request(ctx: Context, *, request_id: str, actor: str, reason: str) ->
                 ctx.persist(uow, extension, now)
         uow.commit()
     ctx.grants.remove(request, now)  # backends, and open sessions (always end here)
+    if original is not None and original.state in LIVE_GRANT:
+        ctx.grants.apply(original, ctx.clock.now())  # backends follow the shortened end
     return Decision(request)
 
 
