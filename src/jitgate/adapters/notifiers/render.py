@@ -93,7 +93,7 @@ def facts(message: Message) -> list[tuple[str, str]]:
     rows = [
         ("User", r.requester),
         ("Requesting", ", ".join(r.roles) + (" role" if len(r.roles) == 1 else " roles")),
-        ("Resources", ", ".join(r.resources) or "all the roles grant"),
+        ("Resources", ", ".join(r.resources) or "everything the roles grant"),
         ("Duration", human_duration(r.duration_seconds)),
         ("Urgency", r.urgency),
     ]
