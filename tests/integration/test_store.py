@@ -262,8 +262,10 @@ def test_sessions_round_trip(db_url: str, make_ctx, start) -> None:
 def test_idempotency_keys_are_per_subject(db_url: str, make_ctx, start) -> None:
     ctx, _clock = make_ctx(db_url)
     with ctx.uow() as uow:
-        uow.idempotency.put(JANE, "k1", "h1", "r-1", start)
+        assert uow.idempotency.claim(JANE, "k1", "h1", "r-1", start) is None
         uow.commit()
+    with ctx.uow() as uow:
+        assert uow.idempotency.claim(JANE, "k1", "h2", "r-2", start) == ("h1", "r-1")
     with ctx.uow(write=False) as uow:
         assert uow.idempotency.get(JANE, "k1") == ("h1", "r-1")
         assert uow.idempotency.get(MARK, "k1") is None

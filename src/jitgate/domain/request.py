@@ -219,10 +219,14 @@ class AccessRequest:
             sessions_open=open_sessions,
         )
 
-    def revoke(self, actor: str, *, reason: str, now: datetime, is_admin: bool) -> None:
-        _check_reason(reason)
+    def check_revoker(self, actor: str, *, is_admin: bool) -> None:
+        """Only the requester or an admin may revoke (or withdraw) a request."""
         if not appr.same_person(actor, self.requester) and not is_admin:
             raise Forbidden("only the requester or an admin can revoke a request")
+
+    def revoke(self, actor: str, *, reason: str, now: datetime, is_admin: bool) -> None:
+        _check_reason(reason)
+        self.check_revoker(actor, is_admin=is_admin)
         was = self.state
         check_transition(was, State.REVOKED)
         self.state, self.closed_at, self.close_reason = State.REVOKED, now, reason

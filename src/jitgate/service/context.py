@@ -80,27 +80,26 @@ class Context:
     def persist(self, uow: UnitOfWork, request: AccessRequest, now: datetime) -> None:
         """Save ``request`` and write out the events it recorded, in ``uow``'s transaction."""
         uow.requests.save(request)
-        self.publish(uow, request.events, request, now)
-        request.events.clear()
+        self._publish_recorded(uow, [request], now)
 
     def persist_new(self, uow: UnitOfWork, request: AccessRequest, now: datetime) -> None:
         """Insert a new request with what happened to it so far: one write, not two."""
         uow.requests.add(request)
-        self.publish(uow, request.events, request, now)
-        request.events.clear()
+        self._publish_recorded(uow, [request], now)
 
     def persist_many(
         self, uow: UnitOfWork, requests: Sequence[AccessRequest], now: datetime
     ) -> None:
         """``persist`` for a batch: one round of writes for all of them."""
         uow.requests.save_many(requests)
-        uow.audit.append([e for r in requests for e in r.events], now)
-        policy = self.policy.current
-        planned = [
-            n for r in requests for e in r.events for n in self.planner.plan(e, r, policy, now)
-        ]
-        if planned:
-            uow.outbox.add(planned, now)
+        self._publish_recorded(uow, requests, now)
+
+    def _publish_recorded(
+        self, uow: UnitOfWork, requests: Sequence[AccessRequest], now: datetime
+    ) -> None:
+        """Audit every event the requests recorded (one append), plan their notifications,
+        and clear them so nothing is written twice."""
+        self._write(uow, [(e, r) for r in requests for e in r.events], now)
         for request in requests:
             request.events.clear()
 
@@ -111,10 +110,18 @@ class Context:
         request: AccessRequest | None,
         now: datetime,
     ) -> None:
+        self._write(uow, [(e, request) for e in events], now)
+
+    def _write(
+        self,
+        uow: UnitOfWork,
+        events: Sequence[tuple[DomainEvent, AccessRequest | None]],
+        now: datetime,
+    ) -> None:
         if not events:
             return
-        uow.audit.append(events, now)
+        uow.audit.append([event for event, _ in events], now)
         policy = self.policy.current
-        planned = [n for e in events for n in self.planner.plan(e, request, policy, now)]
+        planned = [n for e, r in events for n in self.planner.plan(e, r, policy, now)]
         if planned:
             uow.outbox.add(planned, now)

@@ -8,9 +8,10 @@ trail; the loser gets ``Conflict``. The requester never decides their own reques
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from jitgate.domain.approval import Evaluation
-from jitgate.domain.errors import Conflict, Forbidden, NotFound
+from jitgate.domain.errors import Conflict, NotFound
 from jitgate.domain.request import AccessRequest
 from jitgate.domain.states import LIVE_GRANT, State
 from jitgate.service.activation import activate_inline, finish_activation
@@ -38,7 +39,7 @@ def approve_request(
     approver = approver.strip().lower()
     with ctx.uow() as uow:
         request, original = _lock_family(uow, request_id)
-        _expire_if_overdue(ctx, uow, request)
+        _expire_if_overdue(ctx, uow, request, now)
         evaluation = request.approve(
             approver, directory=directory, now=now, comment=comment, via=via
         )
@@ -60,7 +61,7 @@ def deny_request(
     approver = approver.strip().lower()
     with ctx.uow() as uow:
         request, _original = _lock_family(uow, request_id)
-        _expire_if_overdue(ctx, uow, request)
+        _expire_if_overdue(ctx, uow, request, now)
         request.deny(approver, reason=reason, directory=directory, now=now, via=via)
         ctx.persist(uow, request, now)
         uow.commit()
@@ -76,8 +77,7 @@ def revoke_request(ctx: Context, *, request_id: str, actor: str, reason: str) ->
     with ctx.uow() as uow:
         request, original = _lock_family(uow, request_id)
         is_admin = policy.is_admin(actor)
-        if actor != request.requester and not is_admin:
-            raise Forbidden("only the requester or an admin can revoke a request")
+        request.check_revoker(actor, is_admin=is_admin)  # before the original is touched
         if original is not None and request.state in LIVE_GRANT:
             original.withdraw_extension(request, now)
             ctx.persist(uow, original, now)
@@ -104,9 +104,11 @@ def _lock_family(uow: UnitOfWork, request_id: str) -> tuple[AccessRequest, Acces
     return request, original
 
 
-def _expire_if_overdue(ctx: Context, uow: UnitOfWork, request: AccessRequest) -> None:
-    """A decision arriving after the pending TTL expires the request instead (one outcome)."""
-    now = ctx.clock.now()
+def _expire_if_overdue(
+    ctx: Context, uow: UnitOfWork, request: AccessRequest, now: datetime
+) -> None:
+    """A decision arriving after the pending TTL expires the request instead (one outcome);
+    judged at the decision's own ``now``."""
     if request.state is State.PENDING and now >= request.expires_at:
         request.expire_pending(now)
         ctx.persist(uow, request, now)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+from jitgate.domain.approval import same_person
 from jitgate.domain.errors import Conflict, Forbidden, Gone, Invalid, NotFound
 from jitgate.domain.request import AccessRequest
 from jitgate.domain.states import State
@@ -113,7 +114,7 @@ def _judge(
         return LinkPage(
             "forbidden", link, request, "Sign in first: open a link sent to you personally."
         )
-    if link.subject and person.lower() != link.subject.lower():
+    if link.subject and not same_person(person, link.subject):
         return LinkPage("forbidden", link, request, "This link was sent to someone else.", person)
     if used is not None:
         did = "approved" if used.action == "approve" else "denied"

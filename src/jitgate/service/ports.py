@@ -144,9 +144,6 @@ class IdempotencyKeys(Protocol):
     def claim(
         self, subject: str, key: str, body_hash: str, request_id: str, now: datetime
     ) -> tuple[str, str] | None: ...
-    def put(
-        self, subject: str, key: str, body_hash: str, request_id: str, now: datetime
-    ) -> None: ...
 
 
 class Outbox(Protocol):

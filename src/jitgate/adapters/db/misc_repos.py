@@ -135,13 +135,6 @@ class SqlIdempotencyKeys:
             return None
         return self.get(subject, key)
 
-    def put(self, subject: str, key: str, body_hash: str, request_id: str, now: datetime) -> None:
-        self._conn.execute(
-            t.idempotency_keys.insert().values(
-                subject=subject, key=key, body_hash=body_hash, request_id=request_id, created_at=now
-            )
-        )
-
 
 class SqlOutbox:
     def __init__(self, conn: sa.Connection) -> None:
