@@ -125,6 +125,10 @@ def test_bad_cursor_and_limits(served: Served) -> None:
         422,
         "zone",
     )
+    # found by schemathesis: a cursor past 64 bits overflowed the driver (was a 500)
+    sec = served.client("sec@example.com")
+    assert_problem(sec.get("/v1/audit", params={"cursor": 2**63}), 422, "cursor")
+    assert sec.get("/v1/audit", params={"cursor": 2**63 - 1}).json()["items"] == []
 
 
 def test_deny_needs_reason(served: Served) -> None:

@@ -95,6 +95,63 @@ def test_request_round_trips_every_field(db_url: str, make_ctx, start) -> None:
     assert loaded.approvals[0].via == "slack"
 
 
+def test_live_grants_read_on_the_driver_matches_sqlalchemy(db_url: str, make_ctx, start) -> None:
+    """The hot-path read (``Prepared`` on the DBAPI cursor) binds and converts exactly as
+    ``Connection.execute`` does: same rows, same types, timezone-aware times."""
+    from jitgate.adapters.db.requests_repo import _LIVE
+
+    ctx, _clock = make_ctx(db_url)
+    request = _full_request(start)
+    with ctx.uow() as uow:
+        uow.requests.add(request)
+        uow.commit()
+    at = request.starts_at
+    with _engine(ctx).connect() as conn:
+        expected = [tuple(row) for row in conn.execute(_LIVE, {"user": JANE, "now": at})]
+    prepared = ctx.uow.db.prepared(_LIVE)
+    raw = _engine(ctx).raw_connection()
+    try:
+        got = prepared.rows(raw, {"user": JANE, "now": at})
+    finally:
+        raw.close()
+    assert got == expected and len(got) == 1
+    assert got[0][3] == [
+        {"type": "database", "environment": "production"},
+        {"type": "ssh", "environment": "production"},
+    ]
+    assert got[0][4].utcoffset() == timedelta(0) and got[0][4] == request.starts_at
+
+    (view,) = ctx.uow.live_grants(JANE, at)
+    assert (view.id, view.roles, view.starts_at, view.ends_at) == (
+        request.id,
+        request.roles,
+        request.starts_at,
+        request.ends_at,
+    )
+    assert ctx.uow.live_grants(JANE, request.ends_at) == []  # the end is exclusive
+    assert ctx.uow.live_grants(JANE, at - timedelta(microseconds=1)) == []
+    assert ctx.uow.live_grants("someone@else", at) == []
+
+
+def test_the_hot_path_read_sees_every_commit_at_once(db_url: str, make_ctx, start) -> None:
+    """The reader connection kept per thread never holds a snapshot between calls: a grant
+    ended by another connection is gone from the very next read."""
+    ctx, _clock = make_ctx(db_url)
+    request = _full_request(start)
+    with ctx.uow() as uow:
+        uow.requests.add(request)
+        uow.commit()
+    at = request.starts_at
+    assert [g.id for g in ctx.uow.live_grants(JANE, at)] == [request.id]
+    with ctx.uow() as uow:
+        loaded = uow.requests.get(request.id)
+        assert loaded is not None
+        loaded.state = State.REVOKED
+        uow.requests.save(loaded)
+        uow.commit()
+    assert ctx.uow.live_grants(JANE, at) == []
+
+
 def test_created_request_round_trips(db_url: str, make_ctx, example_policy: Policy) -> None:
     ctx, _clock = make_ctx(db_url)
     draft = Draft(

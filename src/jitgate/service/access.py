@@ -6,6 +6,7 @@ request, checked here against the clock, whatever the scheduler has or has not d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,7 +14,7 @@ from jitgate.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jitgate.domain.events import DomainEvent
 from jitgate.domain.policy import Policy, Scope
 from jitgate.service.context import Context
-from jitgate.service.ports import GrantView, Session, UnitOfWork
+from jitgate.service.ports import GrantView, Session
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,9 @@ def authorize(
     environment: str | None = None,
 ) -> AuthorizeResult:
     now = ctx.clock.now()
-    with ctx.uow(write=False, snapshot=False) as uow:
-        return _authorize(ctx.policy.current, uow, user.lower(), resource, type, environment, now)
+    return _authorize(
+        ctx.policy.current, ctx.uow.live_grants, user.lower(), resource, type, environment, now
+    )
 
 
 def _target(
@@ -53,7 +55,7 @@ def _target(
 
 def _authorize(
     policy: Policy,
-    uow: UnitOfWork,
+    live_grants: Callable[[str, datetime], list[GrantView]],
     user: str,
     resource: str | None,
     type_: str | None,
@@ -61,11 +63,7 @@ def _authorize(
     now: datetime,
 ) -> AuthorizeResult:
     scope = _target(policy, resource, type_, environment)
-    grants = [
-        g
-        for g in uow.requests.live_grants(user, now)
-        if g.honoured(now) and g.covers(scope, resource)
-    ]
+    grants = [g for g in live_grants(user, now) if g.honoured(now) and g.covers(scope, resource)]
     if not grants:
         return AuthorizeResult(False, reason="no active grant covers this access")
     best = max(grants, key=lambda g: g.ends_at)
@@ -93,7 +91,9 @@ def open_session(
     now = ctx.clock.now()
     user = user.lower()
     with ctx.uow() as uow:
-        verdict = _authorize(ctx.policy.current, uow, user, resource, type, environment, now)
+        verdict = _authorize(
+            ctx.policy.current, uow.requests.live_grants, user, resource, type, environment, now
+        )
         if not verdict.allowed or verdict.request_id is None:
             raise Forbidden(f"{user} has no active grant for this access; session refused")
         session = Session(ctx.ids(), verdict.request_id, user, resource, kind, now)

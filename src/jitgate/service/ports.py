@@ -181,3 +181,7 @@ class UnitOfWorkFactory(Protocol):
     needs no transaction of its own."""
 
     def __call__(self, *, write: bool = True, snapshot: bool = True) -> UnitOfWork: ...
+
+    def live_grants(self, user: str, now: datetime) -> list[GrantView]:
+        """``Requests.live_grants`` as one read of its own, outside any unit of work."""
+        ...

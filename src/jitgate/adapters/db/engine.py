@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 
+from jitgate.adapters.db.prepared import Prepared
+
 
 def normalise_url(url: str) -> URL:
     """Accept ``postgresql://`` and use psycopg 3 for it."""
@@ -25,10 +27,19 @@ def normalise_url(url: str) -> URL:
 class Database:
     engine: sa.Engine
     write_lock: threading.Lock = field(default_factory=threading.Lock)
+    _prepared: dict[int, tuple[sa.Select[Any], Prepared]] = field(default_factory=dict)
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
+
+    def prepared(self, statement: sa.Select[Any]) -> Prepared:
+        """``statement`` compiled once for this engine (module-level statements only)."""
+        known = self._prepared.get(id(statement))
+        if known is None or known[0] is not statement:
+            known = (statement, Prepared(statement, self.engine.dialect))
+            self._prepared[id(statement)] = known
+        return known[1]
 
     def dispose(self) -> None:
         self.engine.dispose()

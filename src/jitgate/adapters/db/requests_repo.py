@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from jitgate.adapters.db import tables as t
+from jitgate.adapters.db.engine import Database
 from jitgate.adapters.db.mapping import MUTABLE, changes_row, from_row, to_row
 from jitgate.domain.errors import Conflict
 from jitgate.domain.policy import Scope
@@ -36,8 +38,28 @@ _LIVE = sa.select(R.c.id, R.c.roles, R.c.resources, R.c.scopes, R.c.starts_at, R
 )
 
 
+def read_live_grants(
+    db: Database, dbapi_connection: Any, user: str, now: datetime
+) -> list[GrantView]:
+    """The active grants of ``user`` whose window contains ``now``: the hot path of
+    authorize, run on the driver's cursor (see ``prepared``)."""
+    rows = db.prepared(_LIVE).rows(dbapi_connection, {"user": user, "now": now})
+    return [
+        GrantView(
+            id=id_,
+            roles=tuple(roles),
+            resources=tuple(resources),
+            scopes=tuple(Scope(s["type"], s["environment"]) for s in scopes),
+            starts_at=starts_at,
+            ends_at=ends_at,
+        )
+        for id_, roles, resources, scopes, starts_at, ends_at in rows
+    ]
+
+
 class SqlRequests:
-    def __init__(self, conn: sa.Connection, *, row_locks: bool) -> None:
+    def __init__(self, db: Database, conn: sa.Connection, *, row_locks: bool) -> None:
+        self._db = db
         self._conn = conn
         self._row_locks = row_locks
 
@@ -100,18 +122,8 @@ class SqlRequests:
         return [from_row(row) for row in self._conn.execute(stmt)]
 
     def live_grants(self, user: str, now: datetime) -> list[GrantView]:
-        rows = self._conn.execute(_LIVE, {"user": user, "now": now})
-        return [
-            GrantView(
-                id=row.id,
-                roles=tuple(row.roles),
-                resources=tuple(row.resources),
-                scopes=tuple(Scope(s["type"], s["environment"]) for s in row.scopes),
-                starts_at=row.starts_at,
-                ends_at=row.ends_at,
-            )
-            for row in rows
-        ]
+        """Inside this unit of work's transaction (``open_session`` reads, then writes)."""
+        return read_live_grants(self._db, self._conn.connection.dbapi_connection, user, now)
 
     def extensions_of(self, request_id: str, *, for_update: bool = False) -> list[AccessRequest]:
         stmt = sa.select(R).where(R.c.extends == request_id).order_by(R.c.created_at, R.c.id)

@@ -6,6 +6,8 @@ transaction (one statement is its own snapshot), saving the BEGIN/ROLLBACK round
 
 from __future__ import annotations
 
+import threading
+from datetime import datetime
 from types import TracebackType
 
 import sqlalchemy as sa
@@ -13,7 +15,8 @@ import sqlalchemy as sa
 from jitgate.adapters.db.audit_repo import SqlAuditLog
 from jitgate.adapters.db.engine import Database
 from jitgate.adapters.db.misc_repos import SqlIdempotencyKeys, SqlOutbox, SqlSessions, SqlTokens
-from jitgate.adapters.db.requests_repo import SqlRequests
+from jitgate.adapters.db.requests_repo import SqlRequests, read_live_grants
+from jitgate.service.ports import GrantView
 
 
 class SqlUnitOfWork:
@@ -45,7 +48,7 @@ class SqlUnitOfWork:
             raise
         self._conn = conn
         locks = not self._db.is_sqlite
-        self.requests = SqlRequests(conn, row_locks=locks)
+        self.requests = SqlRequests(self._db, conn, row_locks=locks)
         self.audit = SqlAuditLog(conn, row_locks=locks)
         self.sessions = SqlSessions(conn, row_locks=locks)
         self.tokens = SqlTokens(conn)
@@ -81,6 +84,25 @@ class SqlUnitOfWork:
 class SqlUnitOfWorkFactory:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._reader = threading.local()
 
     def __call__(self, *, write: bool = True, snapshot: bool = True) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.db, write=write, snapshot=snapshot)
+
+    def live_grants(self, user: str, now: datetime) -> list[GrantView]:
+        """One statement outside any unit of work: it is its own snapshot, and on SQLite
+        (WAL) it never waits for a writer. On SQLite each thread keeps one connection for
+        it (this runs on the event loop), saving a pool checkout and check-in per call; on
+        PostgreSQL it borrows a pooled connection like everything else."""
+        if not self.db.is_sqlite:
+            pooled = self.db.engine.raw_connection()
+            try:
+                return read_live_grants(self.db, pooled, user, now)
+            finally:
+                pooled.close()
+        reader = getattr(self._reader, "connection", None)
+        if reader is None:
+            reader = self.db.engine.raw_connection()
+            reader.detach()  # this thread's own from now on; closed when it is collected
+            self._reader.connection = reader
+        return read_live_grants(self.db, reader, user, now)

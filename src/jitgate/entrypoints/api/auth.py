@@ -52,18 +52,30 @@ async def principal(request: Request) -> Principal:
     return found
 
 
-async def user(who: Annotated[Principal, Depends(principal)]) -> str:
+async def user(request: Request) -> str:
+    # ``principal`` is called, not declared as a sub-dependency: each dependency level
+    # costs FastAPI's resolver more than the token check itself on the hot path
+    who = await principal(request)
     if who.kind != "user":
         raise HTTPException(403, "this endpoint takes a person's token, not a service token")
     return who.subject
 
 
-async def service(who: Annotated[Principal, Depends(principal)]) -> str:
+async def service(request: Request) -> str:
+    who = await principal(request)
     if who.kind != "service":
         raise HTTPException(403, "this endpoint takes a service token, not a person's token")
     return who.subject
 
 
+async def gateway_app(request: Request) -> App:
+    """``service`` and ``get_app`` in one dependency, for the gateways' hot path."""
+    await service(request)
+    app: App = request.app.state.jitgate
+    return app
+
+
 AppDep = Annotated[App, Depends(get_app)]
+GatewayAppDep = Annotated[App, Depends(gateway_app)]
 UserDep = Annotated[str, Depends(user)]
 ServiceDep = Annotated[str, Depends(service)]

@@ -19,6 +19,7 @@ from jitgate.service.policy import record_policy_loaded
 from jitgate.service.ports import AuditQuery
 
 router = APIRouter(tags=["admin"], responses=PROBLEM_RESPONSES)
+MAX_SEQ = 2**63 - 1  # audit_events.seq is a signed 64-bit integer on both databases
 
 
 @router.get("/v1/audit", response_model=s.AuditPage)
@@ -30,7 +31,7 @@ def audit(
     actor: Annotated[str | None, Query(max_length=320)] = None,
     request_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
 ) -> s.AuditPage:
     if since is not None and since.tzinfo is None:
         raise HTTPException(422, "since needs a time zone (use Z or +00:00)")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from functools import partial
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from jitgate.entrypoints.api import schemas as s
-from jitgate.entrypoints.api.auth import AppDep, ServiceDep
+from jitgate.entrypoints.api.auth import AppDep, GatewayAppDep, ServiceDep
 from jitgate.entrypoints.api.problems import PROBLEM_RESPONSES
 from jitgate.service import access
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1", tags=["gateways"], responses=PROBLEM_RESPONSES)
 
 
 @router.post("/authorize", response_model=s.AuthorizeOut)
-async def authorize(body: s.AuthorizeBody, app: AppDep, who: ServiceDep) -> JSONResponse:
+async def authorize(body: s.AuthorizeBody, app: GatewayAppDep) -> Response:
     """The gateway's question, on the hot path. On SQLite this one indexed read runs on the
     event loop (WAL readers never wait for writers); on PostgreSQL in the thread pool."""
     call = partial(
@@ -36,7 +36,8 @@ async def authorize(body: s.AuthorizeBody, app: AppDep, who: ServiceDep) -> JSON
         ends_at=result.ends_at,
         reason=result.reason,
     )
-    return JSONResponse(answer.model_dump(mode="json"))  # already valid: skip re-validation
+    # already valid: serialise it straight to JSON rather than have FastAPI validate it again
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 @router.post("/sessions", status_code=201, response_model=s.SessionOut)
