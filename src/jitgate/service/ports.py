@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from jitgate.domain.audit import AuditRecord, ChainCheck
 from jitgate.domain.events import DomainEvent
@@ -23,9 +23,9 @@ class Principal:
     subject: str
 
 
-@dataclass(frozen=True)
-class GrantView:
-    """The part of an active grant that authorization needs; read on the hot path."""
+class GrantView(NamedTuple):
+    """The part of an active grant that authorization needs; read on the hot path (a
+    named tuple: immutable, and cheaper to build than a frozen dataclass)."""
 
     id: str
     roles: tuple[str, ...]

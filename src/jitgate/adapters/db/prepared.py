@@ -36,10 +36,11 @@ class Prepared:
             for name, bind in compiled.binds.items()
             if not bind.required
         }
-        self._results: tuple[Processor, ...] = tuple(
+        processors = (
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in statement.selected_columns
         )
+        self._results = tuple((i, p) for i, p in enumerate(processors) if p is not None)
 
     def rows(self, dbapi_connection: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run on a DBAPI connection (inside its current transaction, if any)."""
@@ -54,8 +55,10 @@ class Prepared:
             fetched = cursor.fetchall()
         finally:
             cursor.close()
-        results = self._results
-        return [
-            tuple(p(v) if p is not None else v for p, v in zip(results, row, strict=True))
-            for row in fetched
-        ]
+        converted = []
+        for row in fetched:
+            values = list(row)
+            for index, process in self._results:
+                values[index] = process(values[index])
+            converted.append(tuple(values))
+        return converted
