@@ -88,7 +88,7 @@ def main() -> None:
         print(f"\n== {name}", flush=True)
         try:
             kwargs = {"profile": args.profile}
-            if name == "expiry":
+            if name in ("expiry", "authorize"):
                 kwargs["pg"] = not args.no_pg
             found = BENCHES[name](**kwargs)
         except Exception:

@@ -10,6 +10,8 @@ alternate bare / jitgate in rounds and the median round is reported, so load fro
 processes on the machine hits both sides alike. The load comes from ``wrk`` (one thread)
 when installed, else from ``bench._pyload`` in another process. Server CPU per request
 (from ``/proc``) is printed too: it is far less sensitive to a busy machine than req/s.
+With PostgreSQL's server binaries on the machine (and no ``--no-pg``), the throughput figure
+is measured again with jitgate on a throwaway PostgreSQL, the production setup.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from bench._common import (
     token,
 )
 from bench._load import Load, describe, drive, paced
+from bench._pg import postgres
 from bench._profile import finish_pyspy, start_pyspy
 from bench._servers import Served, cpu_seconds, served
 
@@ -85,8 +88,8 @@ def median_run(runs: list[Run], key: str) -> Run:
     return ordered[len(ordered) // 2]
 
 
-def prepare(tmp: str) -> tuple[str, dict[str, str]]:
-    url = sqlite_url(tmp)
+def prepare(tmp: str, url: str | None = None) -> tuple[str, dict[str, str]]:
+    url = url or sqlite_url(tmp)
     db = migrated(url)
     ctx = context(db, example_policy())
     gateway = token(ctx, "service", "bench-gateway")
@@ -95,7 +98,47 @@ def prepare(tmp: str) -> tuple[str, dict[str, str]]:
     return url, {"Authorization": f"Bearer {gateway}"}
 
 
-def run(profile: bool = False) -> list[Result]:
+def on_postgres(bare: Served) -> Result | None:
+    """The same throughput figure with jitgate on PostgreSQL (the production setup): the
+    read then runs in the thread pool on a pooled connection. ``None`` without PostgreSQL."""
+    if os.environ.get("BENCH_NO_PG"):
+        return None
+    with postgres() as server:
+        if server is None:
+            return None
+        with tempdir("authorize-pg") as tmp:
+            url, headers = prepare(tmp, server.create_database("authorize"))
+            with served("jitgate", db=url, policy=str(POLICY_PATH)) as jit:
+                check(jit, headers)
+                drive(jit.port, PATH, BODY, headers, THROUGHPUT_CLIENTS, WARMUP)
+                runs: dict[str, list[Run]] = {"bare": [], "jitgate": []}
+                for _ in range(ROUNDS):
+                    for side in (bare, jit):
+                        runs[side.kind].append(measure(side, headers, THROUGHPUT_CLIENTS))
+    j, b = median_run(runs["jitgate"], "rps"), median_run(runs["bare"], "rps")
+    cpu_j = statistics.median(r.cpu_ms for r in runs["jitgate"])
+    return Result(
+        "authorize",
+        f"req/s @{THROUGHPUT_CLIENTS} clients, PostgreSQL",
+        j.rps,
+        "req/s",
+        f">= {RATIO_GOAL}x bare",
+        j.rps / b.rps >= RATIO_GOAL,
+        baseline=b.rps,
+        baseline_label="bare async FastAPI POST",
+        notes=[
+            "rounds jitgate/bare req/s: "
+            + ", ".join(
+                f"{x.rps:,.0f}/{y.rps:,.0f}"
+                for x, y in zip(runs["jitgate"], runs["bare"], strict=True)
+            ),
+            f"jitgate server CPU per request {cpu_j:.2f} ms (PostgreSQL's own CPU not "
+            f"counted); @50 p50 {j.load.p50_ms:.1f} ms p99 {j.load.p99_ms:.1f} ms",
+        ],
+    )
+
+
+def run(profile: bool = False, pg: bool = True) -> list[Result]:
     busy: dict[str, list[Run]] = {"bare": [], "jitgate": []}
     calm: dict[str, list[Run]] = {"bare": [], "jitgate": []}
     paced_runs: dict[str, Load] = {}
@@ -117,6 +160,7 @@ def run(profile: bool = False) -> list[Result]:
                 )
             check(bare, headers, "/sync")
             sync = measure(bare, headers, THROUGHPUT_CLIENTS, "/sync")
+            postgres_result = on_postgres(bare) if pg else None
             if profile:
                 sampler = start_pyspy(jit.pid, SECONDS * 2)
                 drive(jit.port, PATH, BODY, headers, THROUGHPUT_CLIENTS, SECONDS * 2)
@@ -188,12 +232,14 @@ def run(profile: bool = False) -> list[Result]:
     )
     if profiled:
         throughput.notes.append("py-spy --gil of the jitgate server at @50:\n" + profiled)
-    return [throughput, latency, steady]
+    return [throughput, latency, steady, *([postgres_result] if postgres_result else [])]
 
 
 def main() -> None:
-    args = parser(__doc__.splitlines()[0] if __doc__ else None).parse_args()
-    report(run(profile=args.profile))
+    p = parser(__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--no-pg", action="store_true", help="SQLite only")
+    args = p.parse_args()
+    report(run(profile=args.profile, pg=not args.no_pg))
 
 
 if __name__ == "__main__":
