@@ -117,24 +117,34 @@ def on_postgres(bare: Served) -> Result | None:
                         runs[side.kind].append(measure(side, headers, THROUGHPUT_CLIENTS))
     j, b = median_run(runs["jitgate"], "rps"), median_run(runs["bare"], "rps")
     cpu_j = statistics.median(r.cpu_ms for r in runs["jitgate"])
-    return Result(
-        "authorize",
-        f"req/s @{THROUGHPUT_CLIENTS} clients, PostgreSQL",
-        j.rps,
-        "req/s",
-        f">= {RATIO_GOAL}x bare",
-        j.rps / b.rps >= RATIO_GOAL,
-        baseline=b.rps,
-        baseline_label="bare async FastAPI POST",
-        notes=[
-            "rounds jitgate/bare req/s: "
-            + ", ".join(
-                f"{x.rps:,.0f}/{y.rps:,.0f}"
-                for x, y in zip(runs["jitgate"], runs["bare"], strict=True)
-            ),
+    return _throughput(
+        "PostgreSQL",
+        j,
+        b,
+        [
+            f"rounds jitgate/bare req/s: {_rounds(runs)}",
             f"jitgate server CPU per request {cpu_j:.2f} ms (PostgreSQL's own CPU not "
             f"counted); @50 p50 {j.load.p50_ms:.1f} ms p99 {j.load.p99_ms:.1f} ms",
         ],
+    )
+
+
+def _rounds(runs: dict[str, list[Run]]) -> str:
+    pairs = zip(runs["jitgate"], runs["bare"], strict=True)
+    return ", ".join(f"{j.rps:,.0f}/{b.rps:,.0f}" for j, b in pairs)
+
+
+def _throughput(where: str, jitgate: Run, bare: Run, notes: list[str]) -> Result:
+    return Result(
+        "authorize",
+        f"req/s @{THROUGHPUT_CLIENTS} clients{where and ', ' + where}",
+        jitgate.rps,
+        "req/s",
+        f">= {RATIO_GOAL}x bare",
+        jitgate.rps / bare.rps >= RATIO_GOAL,
+        baseline=bare.rps,
+        baseline_label="bare async FastAPI POST",
+        notes=notes,
     )
 
 
@@ -170,21 +180,13 @@ def run(profile: bool = False, pg: bool = True) -> list[Result]:
     jc, bc = median_run(calm["jitgate"], "p99_ms"), median_run(calm["bare"], "p99_ms")
     cpu_j = statistics.median(r.cpu_ms for r in busy["jitgate"])
     cpu_b = statistics.median(r.cpu_ms for r in busy["bare"])
-    rounds = ", ".join(
-        f"{j.rps:,.0f}/{b.rps:,.0f}" for j, b in zip(busy["jitgate"], busy["bare"], strict=True)
-    )
-    throughput = Result(
-        "authorize",
-        f"req/s @{THROUGHPUT_CLIENTS} clients",
-        jb.rps,
-        "req/s",
-        f">= {RATIO_GOAL}x bare",
-        jb.rps / bb.rps >= RATIO_GOAL,
-        baseline=bb.rps,
-        baseline_label="bare async FastAPI POST",
-        notes=[
+    throughput = _throughput(
+        "",
+        jb,
+        bb,
+        [
             f"load: {describe()}; {ROUNDS} rounds of {SECONDS:g}s per side, median "
-            f"round shown; rounds jitgate/bare req/s: {rounds}",
+            f"round shown; rounds jitgate/bare req/s: {_rounds(busy)}",
             f"server CPU per request: jitgate {cpu_j:.2f} ms, bare {cpu_b:.2f} ms "
             f"(capacity ratio on an idle core ~ {cpu_b / cpu_j:.2f}x)",
             f"@50 latency: jitgate p50 {jb.load.p50_ms:.1f} ms p99 {jb.load.p99_ms:.1f} ms; "

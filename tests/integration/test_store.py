@@ -95,16 +95,20 @@ def test_request_round_trips_every_field(db_url: str, make_ctx, start) -> None:
     assert loaded.approvals[0].via == "slack"
 
 
+def _stored(ctx: object, request: AccessRequest) -> AccessRequest:
+    with ctx.uow() as uow:  # type: ignore[attr-defined]
+        uow.requests.add(request)
+        uow.commit()
+    return request
+
+
 def test_live_grants_read_on_the_driver_matches_sqlalchemy(db_url: str, make_ctx, start) -> None:
     """The hot-path read (``Prepared`` on the DBAPI cursor) binds and converts exactly as
     ``Connection.execute`` does: same rows, same types, timezone-aware times."""
     from jitgate.adapters.db.requests_repo import _LIVE
 
     ctx, _clock = make_ctx(db_url)
-    request = _full_request(start)
-    with ctx.uow() as uow:
-        uow.requests.add(request)
-        uow.commit()
+    request = _stored(ctx, _full_request(start))
     at = request.starts_at
     with _engine(ctx).connect() as conn:
         expected = [tuple(row) for row in conn.execute(_LIVE, {"user": JANE, "now": at})]
@@ -137,10 +141,7 @@ def test_the_hot_path_read_sees_every_commit_at_once(db_url: str, make_ctx, star
     """The reader connection kept per thread never holds a snapshot between calls: a grant
     ended by another connection is gone from the very next read."""
     ctx, _clock = make_ctx(db_url)
-    request = _full_request(start)
-    with ctx.uow() as uow:
-        uow.requests.add(request)
-        uow.commit()
+    request = _stored(ctx, _full_request(start))
     at = request.starts_at
     assert [g.id for g in ctx.uow.live_grants(JANE, at)] == [request.id]
     with ctx.uow() as uow:
