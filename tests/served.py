@@ -79,7 +79,7 @@ def serve(db_url: str, policy_path: Path, start: datetime) -> Served:
         port=port,
         log_level="error",
         access_log=False,
-        lifespan="off",
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

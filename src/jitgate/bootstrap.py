@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from jitgate.adapters.backends.wiring import wire_enforcement
 from jitgate.adapters.clock import SystemClock
+from jitgate.adapters.db.async_reads import AsyncPgGrantReader
 from jitgate.adapters.db.engine import Database, connect
 from jitgate.adapters.db.uow import SqlUnitOfWorkFactory
 from jitgate.adapters.notifiers.wiring import NotifyRuntime
@@ -25,6 +26,8 @@ class App:
     db: Database
     ctx: Context
     notify: NotifyRuntime | None = None
+    # PostgreSQL: the authorize read awaited on the API's event loop (closed by its lifespan)
+    grant_reader: AsyncPgGrantReader | None = None
 
     def reload_policy(self) -> Policy:
         """Load the policy file again; on error the last good policy stays (raises)."""
@@ -38,6 +41,8 @@ class App:
         close_grants = getattr(self.ctx.grants, "close", None)
         if close_grants is not None:
             close_grants()
+        if self.grant_reader is not None:
+            self.grant_reader.close()
         self.db.dispose()
 
 
@@ -55,4 +60,5 @@ def bootstrap(
         policy=PolicyHolder(loaded),
     )
     wire_enforcement(ctx, db)
-    return App(settings, db, ctx, notify=notifications(ctx))
+    reader = None if db.is_sqlite else AsyncPgGrantReader(db)
+    return App(settings, db, ctx, notify=notifications(ctx), grant_reader=reader)

@@ -14,7 +14,7 @@ from jitgate.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jitgate.domain.events import DomainEvent
 from jitgate.domain.policy import Policy, Scope
 from jitgate.service.context import Context
-from jitgate.service.ports import GrantView, Session
+from jitgate.service.ports import AsyncGrantReader, GrantView, Session
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,22 @@ def authorize(
     )
 
 
+async def authorize_async(
+    ctx: Context,
+    reader: AsyncGrantReader,
+    *,
+    user: str,
+    resource: str | None = None,
+    type: str | None = None,
+    environment: str | None = None,
+) -> AuthorizeResult:
+    """``authorize`` with the read awaited (PostgreSQL on the event loop); same decision."""
+    now = ctx.clock.now()
+    policy = ctx.policy.current
+    scope = _target(policy, resource, type, environment)
+    return _decide(policy, await reader.live_grants(user.lower(), now), scope, resource, now)
+
+
 def _target(
     policy: Policy, resource: str | None, type_: str | None, environment: str | None
 ) -> Scope:
@@ -63,7 +79,13 @@ def _authorize(
     now: datetime,
 ) -> AuthorizeResult:
     scope = _target(policy, resource, type_, environment)
-    grants = [g for g in live_grants(user, now) if g.honoured(now) and g.covers(scope, resource)]
+    return _decide(policy, live_grants(user, now), scope, resource, now)
+
+
+def _decide(
+    policy: Policy, live: list[GrantView], scope: Scope, resource: str | None, now: datetime
+) -> AuthorizeResult:
+    grants = [g for g in live if g.honoured(now) and g.covers(scope, resource)]
     if not grants:
         return AuthorizeResult(False, reason="no active grant covers this access")
     best = max(grants, key=lambda g: g.ends_at)

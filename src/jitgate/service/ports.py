@@ -176,6 +176,12 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
 
+class AsyncGrantReader(Protocol):
+    """``live_grants`` awaited on the event loop, for a database reached over the network."""
+
+    async def live_grants(self, user: str, now: datetime) -> list[GrantView]: ...
+
+
 class UnitOfWorkFactory(Protocol):
     """``write=False`` for reads; ``snapshot=False`` for a read of one statement, which
     needs no transaction of its own."""

@@ -1,4 +1,4 @@
-"""A SELECT compiled once per dialect and run on the driver's own cursor.
+"""A SELECT compiled once per dialect and run on the driver's own cursor (sync or async).
 
 SQLAlchemy's ``Connection.execute`` costs about 100 µs a call in its execution machinery
 (connection wrapper, execution context, result object) before the database does anything.
@@ -10,7 +10,7 @@ database sees, and what comes back, is exactly what ``execute`` would give.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,19 +42,16 @@ class Prepared:
         )
         self._results = tuple((i, p) for i, p in enumerate(processors) if p is not None)
 
-    def rows(self, dbapi_connection: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """Run on a DBAPI connection (inside its current transaction, if any)."""
+    def bind(self, params: dict[str, Any]) -> Any:
+        """The driver's parameters: a list (positional styles) or a dict (named ones)."""
         bound = dict(self._fixed)
         for name, value in params.items():
             process = self._binds[name]
             bound[name] = process(value) if process else value
-        args: Any = [bound[name] for name in self._order] if self._order is not None else bound
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(self.sql, args)
-            fetched = cursor.fetchall()
-        finally:
-            cursor.close()
+        return [bound[name] for name in self._order] if self._order is not None else bound
+
+    def convert(self, fetched: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        """Rows as ``Connection.execute`` would give their values."""
         converted = []
         for row in fetched:
             values = list(row)
@@ -62,3 +59,13 @@ class Prepared:
                 values[index] = process(values[index])
             converted.append(tuple(values))
         return converted
+
+    def rows(self, dbapi_connection: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Run on a DBAPI connection (inside its current transaction, if any)."""
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(self.sql, self.bind(params))
+            fetched = cursor.fetchall()
+        finally:
+            cursor.close()
+        return self.convert(fetched)

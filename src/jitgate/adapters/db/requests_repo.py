@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from jitgate.adapters.db import tables as t
 from jitgate.adapters.db.engine import Database
 from jitgate.adapters.db.mapping import MUTABLE, changes_row, from_row, to_row
+from jitgate.adapters.db.prepared import Prepared
 from jitgate.domain.errors import Conflict
 from jitgate.domain.policy import Scope
 from jitgate.domain.request import AccessRequest
@@ -43,7 +44,15 @@ def read_live_grants(
 ) -> list[GrantView]:
     """The active grants of ``user`` whose window contains ``now``: the hot path of
     authorize, run on the driver's cursor (see ``prepared``)."""
-    rows = db.prepared(_LIVE).rows(dbapi_connection, {"user": user, "now": now})
+    return grant_views(live_grants_query(db).rows(dbapi_connection, {"user": user, "now": now}))
+
+
+def live_grants_query(db: Database) -> Prepared:
+    """The statement behind ``read_live_grants``, for a caller with its own connection."""
+    return db.prepared(_LIVE)
+
+
+def grant_views(rows: list[tuple[Any, ...]]) -> list[GrantView]:
     return [
         GrantView(
             id=id_,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -53,7 +55,14 @@ class BodyLimit:
 
 
 def create_app(app: App) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if app.grant_reader is not None:
+            await app.grant_reader.aclose()
+
     api = FastAPI(
+        lifespan=lifespan,
         title="jitgate",
         version=__version__,
         description="Just-in-time privileged access broker (RFC-PAM-0001 §10).",
