@@ -26,11 +26,13 @@ from datetime import datetime, timedelta
 
 from jitgate.domain.errors import Conflict
 from jitgate.domain.events import DomainEvent
+from jitgate.domain.request import AccessRequest
 from jitgate.domain.states import State
 from jitgate.service import lifecycle
 from jitgate.service.backend_ports import (
     BackendError,
     BackendGrant,
+    EnforcementUnitOfWork,
     GrantSpec,
     Inventory,
     MadeGrant,
@@ -78,14 +80,22 @@ def reconcile(ctx: Context) -> ReconcileReport:
     return report
 
 
-def _remove_ended(enf: Enforcement, report: ReconcileReport) -> None:
+def _with_requests(
+    enf: Enforcement, select: Callable[[EnforcementUnitOfWork], list[BackendGrant]]
+) -> list[tuple[BackendGrant, AccessRequest]]:
+    """The rows ``select`` picks, each with its request (rows of a vanished request are
+    skipped), read in one unit of work."""
     with enf.uow(write=False) as uow:
-        rows = uow.backend_grants.unsettled_of_ended(enf.ctx.clock.now(), BATCH)
-        requests = {r.request_id: uow.requests.get(r.request_id) for r in rows}
-    for row in rows:
-        request = requests.get(row.request_id)
-        if request is None:
-            continue
+        rows = select(uow)
+        pairs = [(row, uow.requests.get(row.request_id)) for row in rows]
+    return [(row, request) for row, request in pairs if request is not None]
+
+
+def _remove_ended(enf: Enforcement, report: ReconcileReport) -> None:
+    now = enf.ctx.clock.now()
+    for row, request in _with_requests(
+        enf, lambda uow: uow.backend_grants.unsettled_of_ended(now, BATCH)
+    ):
         early = request.state is State.REVOKED
         terminate = early or enf.ctx.policy.current.settings.sessions_at_expiry == "terminate"
         if enf.remove_one(request, row.backend, terminate=terminate, early=early):
@@ -96,13 +106,8 @@ def _remove_ended(enf: Enforcement, report: ReconcileReport) -> None:
 
 
 def _check_live(enf: Enforcement, report: ReconcileReport) -> None:
-    with enf.uow(write=False) as uow:
-        rows = uow.backend_grants.of_live(enf.ctx.clock.now(), BATCH)
-        requests = {r.request_id: uow.requests.get(r.request_id) for r in rows}
-    for row in rows:
-        request = requests.get(row.request_id)
-        if request is None:
-            continue
+    now = enf.ctx.clock.now()
+    for row, request in _with_requests(enf, lambda uow: uow.backend_grants.of_live(now, BATCH)):
         if not enf.apply_one(request, row.backend):  # failed, interrupted or window moved
             report.failed += 1
             continue
@@ -131,12 +136,10 @@ def _in_place(
 
 def _check_removed(enf: Enforcement, report: ReconcileReport) -> None:
     now = enf.ctx.clock.now()
-    with enf.uow(write=False) as uow:
-        rows = uow.backend_grants.removed_since(now - RECHECK_HORIZON, BATCH)
-        requests = {r.request_id: uow.requests.get(r.request_id) for r in rows}
-    for row in rows:
-        request = requests.get(row.request_id)
-        if request is None or _live(request.state, request.ends_at, now):
+    for row, request in _with_requests(
+        enf, lambda uow: uow.backend_grants.removed_since(now - RECHECK_HORIZON, BATCH)
+    ):
+        if _live(request.state, request.ends_at, now):
             continue
         spec = enf.spec(request, row.backend)
         if _in_place(enf, row, spec, report) is not True:
