@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -82,10 +82,7 @@ def _full_request(start: object) -> AccessRequest:
 
 def test_request_round_trips_every_field(db_url: str, make_ctx, start) -> None:
     ctx, _clock = make_ctx(db_url)
-    request = _full_request(start)
-    with ctx.uow() as uow:
-        uow.requests.add(request)
-        uow.commit()
+    request = _stored(ctx, _full_request(start))
     with ctx.uow(write=False) as uow:
         loaded = uow.requests.get(request.id)
     assert loaded is not None
@@ -93,6 +90,12 @@ def test_request_round_trips_every_field(db_url: str, make_ctx, start) -> None:
     assert loaded.created_at.utcoffset() == timedelta(0)
     assert loaded.starts_at == request.starts_at  # microseconds survive
     assert loaded.approvals[0].via == "slack"
+
+
+def _staging_request(policy: Policy, start: datetime) -> AccessRequest:
+    """A pending request ``r-1`` of jane's for ``staging-ssh``."""
+    draft = Draft(roles=("staging-ssh",), reason="x")
+    return open_request(policy, draft, requester=JANE, request_id="r-1", now=start)
 
 
 def _stored(ctx: object, request: AccessRequest) -> AccessRequest:
@@ -174,16 +177,7 @@ def test_created_request_round_trips(db_url: str, make_ctx, example_policy: Poli
 
 def test_save_is_guarded_by_version(db_url: str, make_ctx, example_policy: Policy, start) -> None:
     ctx, _clock = make_ctx(db_url)
-    request = open_request(
-        example_policy,
-        Draft(roles=("staging-ssh",), reason="x"),
-        requester=JANE,
-        request_id="r-1",
-        now=start,
-    )
-    with ctx.uow() as uow:
-        uow.requests.add(request)
-        uow.commit()
+    request = _stored(ctx, _staging_request(example_policy, start))
     with ctx.uow() as uow:
         first = uow.requests.get("r-1")
         assert first is not None
@@ -334,13 +328,7 @@ def test_an_uncommitted_unit_of_work_leaves_nothing(
     db_url: str, make_ctx, start, example_policy: Policy
 ) -> None:
     ctx, _clock = make_ctx(db_url)
-    request = open_request(
-        example_policy,
-        Draft(roles=("staging-ssh",), reason="x"),
-        requester=JANE,
-        request_id="r-1",
-        now=start,
-    )
+    request = _staging_request(example_policy, start)
     with ctx.uow() as uow:
         uow.requests.add(request)
         ctx.persist(uow, request, start)
