@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 
 from bench._common import REPO
 
@@ -43,6 +44,20 @@ class Load:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+    @classmethod
+    def parse(cls, tool: str, connections: int, data: dict[str, Any]) -> Load:
+        """From the JSON a load generator printed (``requests``, ``seconds``, ``p50_ms``,
+        ``p99_ms``, ``errors``)."""
+        return cls(
+            tool,
+            connections,
+            data["requests"],
+            data["seconds"],
+            data["p50_ms"],
+            data["p99_ms"],
+            data["errors"],
+        )
 
 
 def tool() -> str:
@@ -92,15 +107,7 @@ def _wrk(
         os.unlink(script.name)
     line = next(x for x in out.splitlines() if x.startswith("BENCH "))
     data = json.loads(line[len("BENCH ") :])
-    return Load(
-        "wrk",
-        connections,
-        data["requests"],
-        data["seconds"],
-        data["p50_ms"],
-        data["p99_ms"],
-        data["errors"],
-    )
+    return Load.parse("wrk", connections, data)
 
 
 def paced(
@@ -148,12 +155,4 @@ def _python(
         command, capture_output=True, text=True, timeout=seconds + 60, check=True, cwd=REPO
     ).stdout
     data = json.loads(out.strip().splitlines()[-1])
-    return Load(
-        "python",
-        connections,
-        data["requests"],
-        data["seconds"],
-        data["p50_ms"],
-        data["p99_ms"],
-        data["errors"],
-    )
+    return Load.parse("python", connections, data)
