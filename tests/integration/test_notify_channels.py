@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from notify_sinks import (
     INJECTIONS,
     LINK_SECRET,
@@ -47,25 +48,27 @@ def inert(text: str) -> None:
         assert raw not in text, raw
 
 
-def setup(
-    notify: Callable[..., Notify],
-    db_url: str,
-    example_policy: Policy,
-    sink: HttpSink,
-    smtp: SmtpSink,
-) -> Notify:
-    policy = with_notifications(example_policy, channels(sink, smtp), ROUTES)
-    return notify(db_url, policy, peer_env(sink, smtp))
-
-
-def test_every_channel_speaks_its_peer_format(
+@pytest.fixture
+def wired(
     notify: Callable[..., Notify],
     db_url: str,
     example_policy: Policy,
     http_sink: HttpSink,
     smtp_sink: SmtpSink,
+) -> Callable[..., Notify]:
+    """``wired(routes=ROUTES)``: the service with every channel pointed at the sinks."""
+
+    def make(routes: dict[str, Any] = ROUTES) -> Notify:
+        policy = with_notifications(example_policy, channels(http_sink, smtp_sink), routes)
+        return notify(db_url, policy, peer_env(http_sink, smtp_sink))
+
+    return make
+
+
+def test_every_channel_speaks_its_peer_format(
+    wired: Callable[..., Notify], http_sink: HttpSink, smtp_sink: SmtpSink
 ) -> None:
-    n = setup(notify, db_url, example_policy, http_sink, smtp_sink)
+    n = wired()
     request = n.create(reason=INJECTIONS, urgency="high")
     n.deliver()
     signer = HmacLinkSigner(LINK_SECRET.encode())
@@ -133,13 +136,9 @@ def test_every_channel_speaks_its_peer_format(
 
 
 def test_pagerduty_resolves_once_when_decided(
-    notify: Callable[..., Notify],
-    db_url: str,
-    example_policy: Policy,
-    http_sink: HttpSink,
-    smtp_sink: SmtpSink,
+    wired: Callable[..., Notify], http_sink: HttpSink, smtp_sink: SmtpSink
 ) -> None:
-    n = setup(notify, db_url, example_policy, http_sink, smtp_sink)
+    n = wired()
     request = n.create(urgency="high")
     n.deliver()
     n.later(60)
@@ -156,13 +155,9 @@ def test_pagerduty_resolves_once_when_decided(
 
 
 def test_audit_rows_carry_no_link_or_secret(
-    notify: Callable[..., Notify],
-    db_url: str,
-    example_policy: Policy,
-    http_sink: HttpSink,
-    smtp_sink: SmtpSink,
+    wired: Callable[..., Notify], http_sink: HttpSink, smtp_sink: SmtpSink
 ) -> None:
-    n = setup(notify, db_url, example_policy, http_sink, smtp_sink)
+    n = wired()
     request = n.create()
     n.deliver()
     from jitgate.service.ports import AuditQuery
@@ -180,15 +175,10 @@ def test_audit_rows_carry_no_link_or_secret(
 
 
 def test_a_later_escalation_pages_the_same_incident(
-    notify: Callable[..., Notify],
-    db_url: str,
-    example_policy: Policy,
-    http_sink: HttpSink,
-    smtp_sink: SmtpSink,
+    wired: Callable[..., Notify], http_sink: HttpSink, smtp_sink: SmtpSink
 ) -> None:
     routes = {**ROUTES, "request.escalated": ("escalate_to", ("pagerduty", "mail"))}
-    policy = with_notifications(example_policy, channels(http_sink, smtp_sink), routes)
-    n = notify(db_url, policy, peer_env(http_sink, smtp_sink))
+    n = wired(routes)
     request = n.create(urgency="high")
     n.deliver()
     n.clock.advance(timedelta(minutes=31))
