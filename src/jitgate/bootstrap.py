@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from jitgate.adapters.backends.wiring import wire_enforcement
 from jitgate.adapters.clock import SystemClock
-from jitgate.adapters.db.async_reads import AsyncPgGrantReader
 from jitgate.adapters.db.engine import Database, connect
 from jitgate.adapters.db.uow import SqlUnitOfWorkFactory
 from jitgate.adapters.notifiers.wiring import NotifyRuntime
@@ -16,6 +16,9 @@ from jitgate.config import Settings
 from jitgate.domain.policy import Policy
 from jitgate.service.context import Context, PolicyHolder
 from jitgate.service.ports import Clock
+
+if TYPE_CHECKING:  # psycopg is imported only where PostgreSQL is used
+    from jitgate.adapters.db.async_reads import AsyncPgGrantReader
 
 
 @dataclass
@@ -60,5 +63,12 @@ def bootstrap(
         policy=PolicyHolder(loaded),
     )
     wire_enforcement(ctx, db)
-    reader = None if db.is_sqlite else AsyncPgGrantReader(db)
-    return App(settings, db, ctx, notify=notifications(ctx), grant_reader=reader)
+    return App(settings, db, ctx, notify=notifications(ctx), grant_reader=_grant_reader(db))
+
+
+def _grant_reader(db: Database) -> AsyncPgGrantReader | None:
+    if db.is_sqlite:
+        return None
+    from jitgate.adapters.db.async_reads import AsyncPgGrantReader
+
+    return AsyncPgGrantReader(db)
