@@ -43,17 +43,15 @@ FLAGS = [
 MARK, SAM, JANE = "mark.lee@example.com", "sam@example.com", "jane.doe@example.com"
 
 
-def _need(ok: bool, what: str) -> None:
-    require(ok, f"{what} is missing")
-
-
 @pytest.fixture
 def playwright() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _need(False, "playwright (pip install -e '.[dev]')")
-    _need(Path(CHROMIUM).exists() or shutil.which("chromium") is not None, CHROMIUM)
+        require(False, "playwright (pip install -e '.[dev]') is missing")
+    require(
+        Path(CHROMIUM).exists() or shutil.which("chromium") is not None, f"{CHROMIUM} is missing"
+    )
     with sync_playwright() as driver:
         yield driver
 
@@ -63,7 +61,7 @@ def mail(tmp_path: Path) -> Iterator[SmtpSink]:
     try:
         import aiosmtpd  # noqa: F401
     except ImportError:
-        _need(False, "aiosmtpd")
+        require(False, "aiosmtpd is missing")
     sink = SmtpSink(tmp_path).start()
     yield sink
     sink.stop()
