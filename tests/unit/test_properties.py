@@ -204,22 +204,15 @@ def _check_invariants(request: AccessRequest) -> appr.Evaluation:
     # (a) the requester is never an approver
     assert all(r.satisfied_by != REQ for r in evaluation.requirements)
     assert all(a.approver != REQ for a in request.approvals)
-    # (c) in an ``all`` rule one person satisfies at most one spec
+    # (c) in an ``all`` rule one person satisfies at most one spec, and an ``any`` rule's
+    # threshold counts each person once
     for rule in request.rules:
-        if rule.kind == "all":
-            names = [
-                r.satisfied_by
-                for r in evaluation.requirements
-                if r.rule == rule.index and r.satisfied_by is not None
-            ]
-            assert len(names) == len(set(names)), names
-        if rule.kind == "any":
-            names = [
-                r.satisfied_by
-                for r in evaluation.requirements
-                if r.rule == rule.index and r.satisfied_by is not None
-            ]
-            assert len(names) == len(set(names)), names
+        names = [
+            r.satisfied_by
+            for r in evaluation.requirements
+            if r.rule == rule.index and r.satisfied_by is not None
+        ]
+        assert len(names) == len(set(names)), (rule.kind, names)
     # one approval per person; an approver may still change their mind towards a deny
     # (the safe direction), which ends the request, so at most one deny is ever recorded
     approvers = [a.approver for a in request.approvals if a.decision == "approve"]
