@@ -81,7 +81,7 @@ def main() -> None:
         print(f"\n== {name}", flush=True)
         try:
             kwargs = {"profile": args.profile}
-            if name in ("expiry", "authorize"):
+            if name in ("expiry", "authorize", "lifecycle"):
                 kwargs["pg"] = not args.no_pg
             found = BENCHES[name](**kwargs)
         except Exception:

@@ -8,7 +8,9 @@ Both servers are one uvicorn worker in their own process on a file in one tempor
 directory; the clients run in another process (``bench.lifecycle --drive``: asyncio and a
 minimal keep-alive HTTP/1.1 client). Runs alternate bare / jitgate in rounds; the median
 round is reported. A lifecycle is two HTTP calls and two write transactions, the baseline
-one of each: the per-call ratio is printed as well.
+one of each: the per-call ratio is printed as well. The same rounds at 1 client show how
+each side scales with concurrency. With PostgreSQL's server binaries on the machine (and no
+``--no-pg``), the figure is measured again with both servers on one throwaway PostgreSQL.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from bench._common import (
     token,
 )
 from bench._http import Conn
+from bench._pg import postgres
 from bench._profile import finish_pyspy, start_pyspy
 from bench._servers import Served, cpu_seconds, served
 
@@ -142,7 +145,9 @@ class Run:
         return self.done / self.seconds
 
 
-def measure(server: Served, tokens: tuple[str, str], seconds: float = SECONDS) -> Run:
+def measure(
+    server: Served, tokens: tuple[str, str], seconds: float = SECONDS, clients: int = CLIENTS
+) -> Run:
     command = [
         sys.executable,
         "-m",
@@ -157,7 +162,7 @@ def measure(server: Served, tokens: tuple[str, str], seconds: float = SECONDS) -
         "--priya",
         tokens[1],
         "-c",
-        str(CLIENTS),
+        str(clients),
         "-d",
         str(seconds),
     ]
@@ -188,25 +193,100 @@ def _active_count(url: str) -> tuple[int, bool]:
         db.dispose()
 
 
-def run(profile: bool = False) -> list[Result]:
-    runs: dict[str, list[Run]] = {"bare": [], "jitgate": []}
-    profiled = None
-    with tempdir("lifecycle") as tmp:
-        url = sqlite_url(tmp)
-        db = migrated(url)
-        ctx = context(db, example_policy())
-        tokens = (token(ctx, "user", JANE), token(ctx, "user", PRIYA))
-        db.dispose()
-        bare_url = sqlite_url(tmp, "bare.db")
+Runs = dict[str, list[Run]]
+
+
+def _tokens(url: str) -> tuple[str, str]:
+    db = migrated(url)
+    ctx = context(db, example_policy())
+    tokens = (token(ctx, "user", JANE), token(ctx, "user", PRIYA))
+    db.dispose()
+    return tokens
+
+
+def _alternate(servers: tuple[Served, Served], tokens: tuple[str, str], clients: int) -> Runs:
+    """``ROUNDS`` runs per side, alternating bare / jitgate, after a warm-up of each."""
+    runs: Runs = {"bare": [], "jitgate": []}
+    for server in servers:
+        measure(server, tokens, 1.0, clients)  # warm-up
+    for _ in range(ROUNDS):
+        for server in servers:
+            runs[server.kind].append(measure(server, tokens, clients=clients))
+    return runs
+
+
+def _middle(runs: list[Run]) -> Run:
+    ordered = sorted(runs, key=lambda r: r.rate)
+    return ordered[len(ordered) // 2]
+
+
+def _rounds(runs: Runs) -> str:
+    pairs = zip(runs["jitgate"], runs["bare"], strict=True)
+    return ", ".join(f"{x.rate:,.0f}/{y.rate:,.0f}" for x, y in pairs)
+
+
+def _result(where: str, runs: Runs, notes: list[str]) -> Result:
+    j, b = _middle(runs["jitgate"]), _middle(runs["bare"])
+    cpu_j = statistics.median(r.cpu_ms for r in runs["jitgate"])
+    cpu_b = statistics.median(r.cpu_ms for r in runs["bare"])
+    ratio = j.rate / b.rate
+    return Result(
+        "lifecycle",
+        f"create+approve->active /s @{CLIENTS} clients{where and ', ' + where}",
+        j.rate,
+        "ops/s",
+        f">= {GOAL}x bare insert",
+        ratio >= GOAL,
+        baseline=b.rate,
+        baseline_label=f"bare FastAPI POST, one {where or 'SQLite'} insert",
+        notes=[
+            f"{ROUNDS} rounds of {SECONDS:g}s per side, median round; rounds jitgate/bare: "
+            + _rounds(runs),
+            f"per HTTP call: jitgate {2 * j.rate:,.0f} calls/s = {2 * ratio:.3f}x the bare insert",
+            f"jitgate create p50 {j.data['create_p50_ms']:.1f} ms p99 "
+            f"{j.data['create_p99_ms']:.1f} ms; approve p50 {j.data['approve_p50_ms']:.1f} ms "
+            f"p99 {j.data['approve_p99_ms']:.1f} ms; bare insert p50 "
+            f"{b.data['create_p50_ms']:.1f} ms p99 {b.data['create_p99_ms']:.1f} ms",
+            f"server CPU per op: jitgate {cpu_j:.2f} ms per lifecycle, bare {cpu_b:.2f} ms "
+            f"per insert (capacity ratio on an idle core ~ {cpu_b / cpu_j:.2f}x)",
+            *notes,
+        ],
+    )
+
+
+def on_postgres() -> Result | None:
+    """The same figure with both servers on one throwaway PostgreSQL (the production
+    setup); ``None`` without PostgreSQL's server binaries or with ``BENCH_NO_PG``."""
+    if os.environ.get("BENCH_NO_PG"):
+        return None
+    with postgres() as server:
+        if server is None:
+            return None
+        url = server.create_database("lifecycle")
+        tokens = _tokens(url)
+        bare_url = server.create_database("lifecycle_bare")
         with (
             served("bare", db=bare_url) as bare,
             served("jitgate", db=url, policy=str(POLICY_PATH)) as jit,
         ):
-            for server in (bare, jit):
-                measure(server, tokens, 1.0)  # warm-up
-            for _ in range(ROUNDS):
-                for server in (bare, jit):
-                    runs[server.kind].append(measure(server, tokens))
+            runs = _alternate((bare, jit), tokens, CLIENTS)
+        active, chain_ok = _active_count(url)
+    assert chain_ok, "the audit chain does not verify after the PostgreSQL lifecycle runs"
+    note = f"check: {active} requests active at the end, audit chain verifies: {chain_ok}"
+    return _result("PostgreSQL", runs, [note])
+
+
+def run(profile: bool = False, pg: bool = True) -> list[Result]:
+    profiled = None
+    with tempdir("lifecycle") as tmp:
+        url = sqlite_url(tmp)
+        tokens = _tokens(url)
+        with (
+            served("bare", db=sqlite_url(tmp, "bare.db")) as bare,
+            served("jitgate", db=url, policy=str(POLICY_PATH)) as jit,
+        ):
+            runs = _alternate((bare, jit), tokens, CLIENTS)
+            alone = _alternate((bare, jit), tokens, 1)
             if profile:
                 sampler = start_pyspy(jit.pid, SECONDS * 2)
                 measure(jit, tokens, SECONDS * 2)
@@ -216,51 +296,33 @@ def run(profile: bool = False) -> list[Result]:
                 profiled += "\n" + finish_pyspy(sampler)
         active, chain_ok = _active_count(url)
 
-    def middle(kind: str) -> Run:
-        ordered = sorted(runs[kind], key=lambda r: r.rate)
-        return ordered[len(ordered) // 2]
-
-    j, b = middle("jitgate"), middle("bare")
-    cpu_j = statistics.median(r.cpu_ms for r in runs["jitgate"])
-    cpu_b = statistics.median(r.cpu_ms for r in runs["bare"])
-    ratio = j.rate / b.rate
-    result = Result(
-        "lifecycle",
-        f"create+approve->active /s @{CLIENTS} clients",
-        j.rate,
-        "ops/s",
-        f">= {GOAL}x bare insert",
-        ratio >= GOAL,
-        baseline=b.rate,
-        baseline_label="bare FastAPI POST, one SQLite insert",
-        notes=[
-            f"{ROUNDS} rounds of {SECONDS:g}s per side, median round; rounds jitgate/bare: "
-            + ", ".join(
-                f"{x.rate:,.0f}/{y.rate:,.0f}"
-                for x, y in zip(runs["jitgate"], runs["bare"], strict=True)
-            ),
-            f"per HTTP call: jitgate {2 * j.rate:,.0f} calls/s = {2 * ratio:.3f}x the bare insert",
-            f"jitgate create p50 {j.data['create_p50_ms']:.1f} ms p99 "
-            f"{j.data['create_p99_ms']:.1f} ms; approve p50 {j.data['approve_p50_ms']:.1f} ms "
-            f"p99 {j.data['approve_p99_ms']:.1f} ms; bare insert p50 "
-            f"{b.data['create_p50_ms']:.1f} ms p99 {b.data['create_p99_ms']:.1f} ms",
-            f"server CPU per op: jitgate {cpu_j:.2f} ms per lifecycle, bare {cpu_b:.2f} ms "
-            f"per insert (capacity ratio on an idle core ~ {cpu_b / cpu_j:.2f}x)",
+    j1, b1 = _middle(alone["jitgate"]), _middle(alone["bare"])
+    result = _result(
+        "",
+        runs,
+        [
+            f"at 1 client: jitgate {j1.rate:,.0f} /s, bare {b1.rate:,.0f} /s "
+            f"({j1.rate / b1.rate:.3f}x); jitgate's rate at {CLIENTS} clients is "
+            f"{_middle(runs['jitgate']).rate / j1.rate:.2f}x its rate at 1, the bare "
+            f"insert's {_middle(runs['bare']).rate / b1.rate:.2f}x",
             f"check: {active} requests active at the end, audit chain verifies: {chain_ok}",
         ],
     )
     assert chain_ok, "the audit chain does not verify after the lifecycle runs"
     if profiled:
         result.notes.append("py-spy --gil of the jitgate server:\n" + profiled)
-    return [result]
+    postgres_result = on_postgres() if pg else None
+    return [result, *([postgres_result] if postgres_result else [])]
 
 
 def main() -> None:
     if "--drive" in sys.argv[1:]:
         drive_main(sys.argv[1:])
         return
-    args = parser(__doc__.splitlines()[0] if __doc__ else None).parse_args()
-    report(run(profile=args.profile))
+    p = parser(__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--no-pg", action="store_true", help="SQLite only")
+    args = p.parse_args()
+    report(run(profile=args.profile, pg=not args.no_pg))
 
 
 if __name__ == "__main__":
