@@ -162,3 +162,16 @@ def test_serve_refuses_invalid_policy_and_unmigrated_db(tmp_path: Path) -> None:
         f"sqlite:///{tmp_path}/y.db",
     )
     one_line_error(fresh, "db upgrade")
+
+
+def test_serve_refuses_an_unusable_setting_by_name(tmp_path: Path) -> None:
+    policy = str(REPO / "examples" / "policy.yaml")
+    db = f"sqlite:///{tmp_path}/z.db"
+    for name, value in (("JITGATE_TICK_SECONDS", "banana"), ("JITGATE_RECONCILE_SECONDS", "-1")):
+        done = run("serve", "--policy", policy, "--db", db, env={name: value})
+        one_line_error(done, name)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    bad_delivery = run(
+        "worker", "--policy", policy, "--db", db, env={"JITGATE_NOTIFY_CONCURRENCY": "2.5"}
+    )
+    one_line_error(bad_delivery, "JITGATE_NOTIFY_CONCURRENCY must be a whole number")

@@ -26,6 +26,7 @@ from jitgate.adapters.links import HmacLinkSigner
 from jitgate.adapters.notifiers.base import NotifierDeps
 from jitgate.adapters.notifiers.registry import ChannelSet
 from jitgate.adapters.notifiers.slack import API_URL
+from jitgate.config import env_number
 from jitgate.domain.policy import Policy
 from jitgate.service.context import Context
 from jitgate.service.delivery import Delivery, DeliveryJob, DeliveryOptions
@@ -137,9 +138,10 @@ def runtime(
 
 def _options(env: Mapping[str, str]) -> DeliveryOptions:
     base = DeliveryOptions()
-    try:
-        attempts = int(env.get("JITGATE_NOTIFY_MAX_ATTEMPTS", base.max_attempts))
-        concurrency = int(env.get("JITGATE_NOTIFY_CONCURRENCY", base.concurrency))
-    except ValueError:
-        return base
-    return DeliveryOptions(max_attempts=max(1, attempts), concurrency=max(1, concurrency))
+    attempts = env_number(
+        env, "JITGATE_NOTIFY_MAX_ATTEMPTS", base.max_attempts, minimum=1, whole=True
+    )
+    concurrency = env_number(
+        env, "JITGATE_NOTIFY_CONCURRENCY", base.concurrency, minimum=1, whole=True
+    )
+    return DeliveryOptions(max_attempts=int(attempts), concurrency=int(concurrency))

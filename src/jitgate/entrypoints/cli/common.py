@@ -12,7 +12,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from jitgate.adapters.policy import PolicyError
-from jitgate.config import Settings
+from jitgate.config import ConfigError, Settings
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -55,7 +55,7 @@ def friendly(func: Callable[P, T]) -> Callable[P, T]:
         except PolicyError as exc:
             click.echo(str(exc), err=True)
             sys.exit(1)
-        except DomainError as exc:
+        except (DomainError, ConfigError) as exc:
             fail(str(exc))
         except OSError as exc:
             fail(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))

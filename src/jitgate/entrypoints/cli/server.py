@@ -43,11 +43,11 @@ def _app(policy_path: str, db_url: str, migrate: bool, **extra: object) -> App:
 
 def _jobs(app: App) -> list[Callable[[], object]]:
     """The scheduler's extra jobs: notification delivery (off with JITGATE_DELIVERY=0),
-    backend retries and reconciliation."""
+    backend retries and reconciliation (every JITGATE_RECONCILE_SECONDS)."""
     from jitgate.service.reconcile import scheduler_jobs
 
     delivery = app.notify.jobs() if app.notify is not None else []
-    return [*delivery, *scheduler_jobs(app.ctx)]
+    return [*delivery, *scheduler_jobs(app.ctx, interval=app.settings.reconcile_seconds)]
 
 
 def _on_sighup(app: App) -> None:
@@ -82,7 +82,11 @@ migrate_option = click.option(
 @migrate_option
 @friendly
 def serve(policy_path: str, db_url: str, host: str, port: int, migrate: bool) -> None:
-    """Run the API, the web pages and the scheduler in one process."""
+    """Run the API, the web pages and the scheduler in one process.
+
+    The scheduler ticks every JITGATE_TICK_SECONDS (default 1) and reconciles backends
+    every JITGATE_RECONCILE_SECONDS (default 60).
+    """
     import uvicorn
 
     from jitgate.entrypoints.api.app import create_app
@@ -106,7 +110,11 @@ def serve(policy_path: str, db_url: str, host: str, port: int, migrate: bool) ->
 @migrate_option
 @friendly
 def worker(policy_path: str, db_url: str, migrate: bool) -> None:
-    """Run only the scheduler and notification delivery (for several replicas on PostgreSQL)."""
+    """Run only the scheduler and notification delivery (for several replicas on PostgreSQL).
+
+    Ticks every JITGATE_TICK_SECONDS (default 1); reconciles backends every
+    JITGATE_RECONCILE_SECONDS (default 60).
+    """
     from jitgate.entrypoints.scheduler import Scheduler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
