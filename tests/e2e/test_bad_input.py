@@ -26,6 +26,7 @@ def assert_problem(response: httpx.Response, status: int, words: str) -> None:
         ({"roles": [], "reason": "x"}, "roles"),
         ({"roles": ["dev-ssh"], "reason": "x", "duration": "-5m"}, "not a duration"),
         ({"roles": ["dev-ssh"], "reason": "x", "duration": "banana"}, "not a duration"),
+        ({"roles": ["dev-ssh"], "reason": "x", "duration": "999999999999d"}, "ten years"),
         ({"roles": ["dev-ssh"], "reason": ""}, "reason"),
         ({"roles": ["dev-ssh"]}, "reason"),
         ({"roles": ["dev-ssh"], "reason": "x", "urgency": "asap"}, "urgency"),
@@ -141,3 +142,32 @@ def test_deny_needs_reason(served: Served) -> None:
     assert_problem(priya.post(f"/v1/requests/{rid}/deny", json={}), 422, "reason")
     assert_problem(priya.post(f"/v1/requests/{rid}/deny", json={"reason": "  "}), 422, "reason")
     assert served.client(JANE).get(f"/v1/requests/{rid}").json()["state"] == "pending"
+
+
+def test_nul_characters_are_refused_on_every_way_in(served: Served) -> None:
+    """PostgreSQL cannot hold NUL in text (these were 500s there): a body holding one is
+    a 422, a URL holding one a 400, on both databases, and nothing is written."""
+    jane = served.client(JANE)
+    before = jane.get("/v1/requests").json()["items"]
+    for body in (
+        {"roles": ["dev-ssh"], "reason": "x\u0000y"},
+        {"roles": ["dev-ssh\u0000"], "reason": "x"},
+        {"roles": ["dev-ssh"], "reason": "x", "purpose": "debugging\u0000"},
+    ):
+        assert_problem(jane.post("/v1/requests", json=body), 422, "NUL")
+    assert jane.get("/v1/requests").json()["items"] == before
+    rid = jane.post("/v1/requests", json={"roles": ["staging-ssh"], "reason": "x"}).json()["id"]
+    priya = served.client("priya@example.com")
+    assert_problem(
+        priya.post(f"/v1/requests/{rid}/approve", json={"comment": "ok\u0000"}), 422, "NUL"
+    )
+    assert_problem(priya.post(f"/v1/requests/{rid}/deny", json={"reason": "\u0000"}), 422, "NUL")
+    assert jane.get(f"/v1/requests/{rid}").json()["state"] == "pending"
+    gateway = served.client("gateway")
+    check = {"user": f"{JANE}\u0000", "type": "ssh", "environment": "development"}
+    assert_problem(gateway.post("/v1/authorize", json=check), 422, "NUL")
+    assert_problem(jane.get("/v1/requests/x%00y"), 400, "NUL")
+    assert_problem(jane.get("/v1/requests?requester=a%00b"), 400, "NUL")
+    sec = served.client("sec@example.com")
+    assert_problem(sec.get("/v1/audit?actor=a%00b"), 400, "NUL")
+    assert sec.get("/v1/audit/verify").json()["ok"] is True

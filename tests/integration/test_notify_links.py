@@ -195,6 +195,21 @@ def test_deny_with_a_reason(pages: Callable[..., Pages]) -> None:
     assert found.state is State.DENIED and found.close_reason == "use the runbook"
 
 
+def test_a_comment_holding_a_nul_is_refused_and_changes_nothing(
+    pages: Callable[..., Pages],
+) -> None:
+    p = pages()
+    request = p.n.create()
+    url = p.link(request, "approve", MARK)
+    browser = p.new_client()
+    page = browser.get(url)
+    done = browser.post(url, data={"csrf": csrf_of(page.text), "comment": "ok\x00"})
+    assert done.status_code == 422 and "NUL" in done.text
+    assert p.state(request.id).state is State.PENDING and not p.state(request.id).approvals
+    again = browser.post(url, data={"csrf": csrf_of(page.text), "comment": "ok"})
+    assert again.status_code == 200  # the link was not used up by the refused post
+
+
 def test_the_requester_never_decides_through_a_link(pages: Callable[..., Pages]) -> None:
     p = pages()
     request = p.n.create()

@@ -48,6 +48,10 @@ def test_parses_short_and_iso_forms(text: str, expected: timedelta) -> None:
         "2 h",
         "P1H",
         "3651d",
+        "999999999999d",
+        "99999999999999999999h",
+        "PT" + "9" * 30 + "S",
+        "9" * 5000 + "s",
     ],
 )
 def test_rejects_malformed_zero_negative_and_absurd(text: str) -> None:

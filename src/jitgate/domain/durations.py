@@ -18,7 +18,10 @@ _MAX = timedelta(days=3650)
 def parse_duration(text: str) -> timedelta:
     """Parse a duration; raise ``ValueError`` with a readable message when it is not one."""
     raw = text.strip() if isinstance(text, str) else ""
-    value = _parse(raw)
+    try:
+        value = _parse(raw)
+    except (OverflowError, ValueError):  # digits past what timedelta (or int) can hold
+        raise ValueError(f"{text!r} is longer than ten years") from None
     if value is None:
         raise ValueError(
             f"{text!r} is not a duration (use forms like 45s, 30m, 2h, 1h30m, 7d or PT2H)"

@@ -25,8 +25,10 @@ from jitgate.entrypoints.web import routes as web_routes
 MAX_BODY = 256 * 1024
 
 
-class BodyLimit:
-    """Refuse bodies over ``MAX_BODY`` with 413 before reading them into memory."""
+class RequestLimits:
+    """Refuse, before any route runs: a URL whose path or query carries a NUL character
+    (``%00``: no id or filter holds one, and PostgreSQL cannot compare text with it) with
+    400, and a body over ``MAX_BODY`` with 413 before reading it into memory."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -34,6 +36,10 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
+            response = problems.problem(400, "the URL holds a NUL character (%00)")
+            await response(scope, receive, send)
             return
         length = dict(scope.get("headers") or []).get(b"content-length")
         too_big = length is not None and (not length.isdigit() or int(length) > MAX_BODY)
@@ -77,7 +83,7 @@ def create_app(app: App) -> FastAPI:
     api.include_router(routes_backends.router)
     api.include_router(web_routes.router)
     _register_problem_schema(api)
-    api.add_middleware(BodyLimit)
+    api.add_middleware(RequestLimits)
     return api
 
 

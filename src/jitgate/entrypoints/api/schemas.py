@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from jitgate.domain.policy import Directory
 from jitgate.domain.request import MAX_REASON, AccessRequest
@@ -20,8 +20,34 @@ DurationIn = (
 )
 
 
+NUL = "\x00"
+
+
+def refuse_nul(value: Any) -> Any:
+    """``value`` unchanged, unless a string anywhere in it holds a NUL character: no name,
+    reason or comment needs one, and PostgreSQL cannot store it in text."""
+    if isinstance(value, str):
+        if NUL in value:
+            raise ValueError("text must not contain NUL (\\u0000) characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_nul(key)
+            refuse_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            refuse_nul(item)
+    return value
+
+
 class Strict(BaseModel):
+    """Every request body: unknown fields and NUL characters are refused (422)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        return refuse_nul(data)
 
 
 class CreateBody(Strict):

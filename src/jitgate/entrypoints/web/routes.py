@@ -30,6 +30,7 @@ from jitgate.adapters.notifiers.render import human_duration
 from jitgate.adapters.notifiers.wiring import NotifyRuntime
 from jitgate.domain.errors import DomainError, Forbidden, Gone, Invalid, NotFound
 from jitgate.entrypoints.api.auth import AppDep
+from jitgate.entrypoints.api.schemas import NUL
 from jitgate.service.links import BadLink, Link, LinkPage, decide_from_link, open_link
 
 router = APIRouter(tags=["links"], include_in_schema=False)
@@ -170,6 +171,8 @@ def decide_link(
             "This form has expired or did not come from this page: open the link again.",
         )
     person = _person(request, rt, session)
+    if NUL in comment:
+        return _refused(Invalid("the comment must not contain NUL characters"), app, link)
     try:
         outcome = decide_from_link(
             app.ctx, rt.link_uses_of, link=link, person=person, comment=comment
