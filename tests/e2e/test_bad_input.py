@@ -171,3 +171,39 @@ def test_nul_characters_are_refused_on_every_way_in(served: Served) -> None:
     sec = served.client("sec@example.com")
     assert_problem(sec.get("/v1/audit?actor=a%00b"), 400, "NUL")
     assert sec.get("/v1/audit/verify").json()["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"{not json", "JSON"),
+        (b"", "JSON"),
+        (b'{"type": "ssh", "environment": "development"}', "user"),
+        (b'{"user": "jane.doe@example.com", "type": "ssh", "surprise": 1}', "surprise"),
+        (b'{"user": 5, "type": "ssh", "environment": "development"}', "user"),
+        (b"[]", "body"),
+    ],
+)
+def test_authorize_bodies_are_checked_like_any_body(
+    served: Served, content: bytes, words: str
+) -> None:
+    """``/v1/authorize`` reads its body itself (the hot path): the same 422 problem."""
+    gateway = served.client("gateway")
+    headers = {"Content-Type": "application/json"}
+    response = gateway.post("/v1/authorize", content=content, headers=headers)
+    assert_problem(response, 422, words)
+    assert response.json()["errors"]
+    # the token is checked first: without one it is a 401 whatever the body
+    assert_problem(served.client().post("/v1/authorize", content=content), 401, "bearer")
+
+
+def test_the_authorize_body_is_documented_in_openapi(served: Served) -> None:
+    schema = served.client().get("/openapi.json").json()
+    body = schema["paths"]["/v1/authorize"]["post"]["requestBody"]
+    assert body["required"] is True
+    ref = body["content"]["application/json"]["schema"]["$ref"]
+    name = ref.rsplit("/", 1)[1]
+    assert name == "AuthorizeBody"
+    documented = schema["components"]["schemas"][name]
+    assert set(documented["properties"]) == {"user", "resource", "type", "environment"}
+    assert documented["required"] == ["user"]

@@ -19,7 +19,7 @@ from jitgate.entrypoints.api import (
     routes_requests,
     routes_service,
 )
-from jitgate.entrypoints.api.schemas import Problem
+from jitgate.entrypoints.api.schemas import AuthorizeBody, Problem
 from jitgate.entrypoints.web import routes as web_routes
 
 MAX_BODY = 256 * 1024
@@ -94,9 +94,9 @@ def _register_problem_schema(api: FastAPI) -> None:
         if api.openapi_schema:
             return api.openapi_schema
         schema = original()
-        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
-            Problem.model_json_schema()
-        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = Problem.model_json_schema()
+        components["AuthorizeBody"] = AuthorizeBody.model_json_schema()  # read by its route
         schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         schema["security"] = [{"bearer": []}]
         api.openapi_schema = schema

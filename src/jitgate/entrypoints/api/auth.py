@@ -69,13 +69,12 @@ async def service(request: Request) -> str:
 
 
 async def gateway_app(request: Request) -> App:
-    """``service`` and ``get_app`` in one dependency, for the gateways' hot path."""
+    """``service`` and ``get_app`` in one call, for the gateways' hot path."""
     await service(request)
     app: App = request.app.state.jitgate
     return app
 
 
 AppDep = Annotated[App, Depends(get_app)]
-GatewayAppDep = Annotated[App, Depends(gateway_app)]
 UserDep = Annotated[str, Depends(user)]
 ServiceDep = Annotated[str, Depends(service)]
