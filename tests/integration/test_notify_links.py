@@ -39,6 +39,16 @@ class Pages:
         )
         return f"/l/{token}"
 
+    def opened(
+        self, action: str, subject: str
+    ) -> tuple[AccessRequest, str, httpx.Client, httpx.Response]:
+        """A new request, ``subject``'s link to ``action`` it, a browser, and the page that
+        browser got for the link (its confirm form)."""
+        request = self.n.create()
+        url = self.link(request, action, subject)
+        browser = self.new_client()
+        return request, url, browser, browser.get(url)
+
     def state(self, request_id: str) -> AccessRequest:
         with self.n.ctx.uow(write=False) as uow:
             found = uow.requests.get(request_id)
@@ -137,10 +147,7 @@ def test_a_tampered_token_is_not_recognised(pages: Callable[..., Pages]) -> None
 
 def test_an_expired_link_is_gone(pages: Callable[..., Pages]) -> None:
     p = pages()
-    request = p.n.create()
-    url = p.link(request, "approve", MARK)
-    browser = p.new_client()
-    page = browser.get(url)
+    request, url, browser, page = p.opened("approve", MARK)
     p.n.clock.set(request.expires_at + timedelta(seconds=1))
     got = browser.get(url)
     assert got.status_code == 410 and "expired" in got.text
@@ -172,10 +179,7 @@ def test_after_someone_else_decided_the_page_says_what_happened(
     pages: Callable[..., Pages],
 ) -> None:
     p = pages()
-    request = p.n.create()
-    url = p.link(request, "approve", MARK)
-    browser = p.new_client()
-    page = browser.get(url)
+    request, url, browser, page = p.opened("approve", MARK)
     decisions.deny_request(p.n.ctx, request_id=request.id, approver=SAM, reason="not today")
     got = browser.get(url)
     assert got.status_code == 410 and f"denied by {SAM}" in got.text
@@ -184,10 +188,7 @@ def test_after_someone_else_decided_the_page_says_what_happened(
 
 def test_deny_with_a_reason(pages: Callable[..., Pages]) -> None:
     p = pages()
-    request = p.n.create()
-    url = p.link(request, "deny", SAM)
-    browser = p.new_client()
-    page = browser.get(url)
+    request, url, browser, page = p.opened("deny", SAM)
     assert "Deny this request?" in page.text
     done = browser.post(url, data={"csrf": csrf_of(page.text), "comment": "use the runbook"})
     assert done.status_code == 200 and "denied" in done.text
@@ -199,10 +200,7 @@ def test_a_comment_holding_a_nul_is_refused_and_changes_nothing(
     pages: Callable[..., Pages],
 ) -> None:
     p = pages()
-    request = p.n.create()
-    url = p.link(request, "approve", MARK)
-    browser = p.new_client()
-    page = browser.get(url)
+    request, url, browser, page = p.opened("approve", MARK)
     done = browser.post(url, data={"csrf": csrf_of(page.text), "comment": "ok\x00"})
     assert done.status_code == 422 and "NUL" in done.text
     assert p.state(request.id).state is State.PENDING and not p.state(request.id).approvals
