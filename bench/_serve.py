@@ -7,8 +7,10 @@
 route run in the thread pool) and ``POST /insert`` (one SQLite insert through SQLAlchemy
 Core on an engine from jitgate's own ``connect``, so WAL and the same pragmas).
 
-Both are served by ``uvicorn.run(app, host="127.0.0.1", port=P, log_level="warning",
-access_log=False)``, the settings of ``jitgate serve``: one worker.
+Both are served by one uvicorn worker with the settings of ``jitgate serve``
+(``log_level="warning"``, ``access_log=False``, uvloop and httptools when installed):
+jitgate through ``serve_api``, the function ``jitgate serve`` calls (which also takes the
+startup heap out of the garbage collector's reach), the bare app by ``uvicorn.run``.
 """
 
 from __future__ import annotations
@@ -85,8 +87,18 @@ def main() -> None:
     p.add_argument("--db")
     p.add_argument("--policy")
     args = p.parse_args()
-    api = bare_app(args.db) if args.kind == "bare" else jitgate_app(args.db, args.policy)
-    uvicorn.run(api, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    if args.kind == "bare":
+        uvicorn.run(
+            bare_app(args.db),
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+        )
+    else:
+        from jitgate.entrypoints.api.app import serve_api
+
+        serve_api(jitgate_app(args.db, args.policy), "127.0.0.1", args.port)
 
 
 if __name__ == "__main__":

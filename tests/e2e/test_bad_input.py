@@ -53,6 +53,20 @@ def test_two_megabyte_reason(served: Served) -> None:
     assert_problem(served.client(JANE).post("/v1/requests", json=body), 413, "larger")
 
 
+@pytest.mark.parametrize("path", ["/v1/requests", "/v1/authorize"])
+def test_a_large_body_sent_in_chunks_is_refused_like_a_large_one(served: Served, path: str) -> None:
+    """No Content-Length to refuse up front: the limit holds while the body is read."""
+    pieces = [b'{"roles": ["dev-ssh"], "reason": "', *[b"x" * 65536] * 5, b'"}']
+    who = JANE if path == "/v1/requests" else "gateway"
+    answer = served.client(who).post(
+        path, content=iter(pieces), headers={"Content-Type": "application/json"}
+    )
+    assert "content-length" not in answer.request.headers
+    assert_problem(answer, 413, "larger")
+    mine = served.client(JANE).get("/v1/requests", params={"requester": JANE}).json()
+    assert mine["items"] == []
+
+
 def test_start_past_max_schedule_ahead(served: Served) -> None:
     start = served.clock.now() + timedelta(days=8)
     body = {"roles": ["dev-ssh"], "reason": "x", "start_at": start.isoformat()}

@@ -27,21 +27,32 @@ async def get_app(request: Request) -> App:
     return app
 
 
-def _token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
+TokenCache = dict[str, tuple[Principal, float]]
+
+
+def bearer(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer ...`` header; ``None`` for anything else."""
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "missing bearer token", headers=CHALLENGE)
-    return token.strip()
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def cached(cache: TokenCache, token: str, now: float) -> Principal | None:
+    """The principal of ``token`` if it was checked against the database in the last
+    ``CACHE_SECONDS``."""
+    hit = cache.get(token)
+    return hit[0] if hit is not None and hit[1] > now else None
 
 
 async def principal(request: Request) -> Principal:
-    token = _token(request)
-    cache: dict[str, tuple[Principal, float]] = request.app.state.token_cache
+    token = bearer(request.headers.get("authorization", ""))
+    if token is None:
+        raise HTTPException(401, "missing bearer token", headers=CHALLENGE)
+    cache: TokenCache = request.app.state.token_cache
     now = time.monotonic()
-    hit = cache.get(token)
-    if hit is not None and hit[1] > now:
-        return hit[0]
+    hit = cached(cache, token, now)
+    if hit is not None:
+        return hit
     app: App = request.app.state.jitgate
     found = await run_in_threadpool(authenticate, app.ctx, token=token)
     if found is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from jitgate.bootstrap import App
 from jitgate.entrypoints.api import schemas as s
 from jitgate.entrypoints.api.auth import AppDep, ServiceDep, gateway_app
 from jitgate.entrypoints.api.problems import PROBLEM_RESPONSES
@@ -19,27 +20,34 @@ router = APIRouter(prefix="/v1", tags=["gateways"], responses=PROBLEM_RESPONSES)
     openapi_extra={"requestBody": s.json_body(s.AuthorizeBody)},
 )
 async def authorize(request: Request) -> Response:
-    """The gateway's question, on the hot path, answered on the event loop: on SQLite one
-    indexed read run inline (WAL readers never wait for writers), on PostgreSQL the same
-    read awaited on psycopg's async connections."""
+    """The gateway's question. Most calls never reach this route: ``fastpath`` answers
+    those with a cached service token and a valid body in front of the framework, with
+    ``answer`` below; this route is the endpoint's definition and answers the rest."""
     # the token, then the body (``AuthorizeBody``, the same 422 as any body), checked here
     # rather than by FastAPI's dependency resolution (about 15% of this call in-process)
     app = await gateway_app(request)
     body = s.read_body(s.AuthorizeBody, await request.body())
+    return Response(await answer(app, body), media_type="application/json")
+
+
+async def answer(app: App, body: s.AuthorizeBody) -> bytes:
+    """``AuthorizeOut`` as JSON, answered on the event loop: on SQLite one indexed read run
+    inline (WAL readers never wait for writers), on PostgreSQL the same read awaited on
+    psycopg's async connections."""
     target = {"resource": body.resource, "type": body.type, "environment": body.environment}
     if app.grant_reader is not None:
         result = await access.authorize_async(app.ctx, app.grant_reader, user=body.user, **target)
     else:
         result = access.authorize(app.ctx, user=body.user, **target)
-    answer = s.AuthorizeOut(
+    out = s.AuthorizeOut(
         allowed=result.allowed,
         request_id=result.request_id,
         role=result.role,
         ends_at=result.ends_at,
         reason=result.reason,
     )
-    # already valid: serialise it straight to JSON rather than have FastAPI validate it again
-    return Response(answer.model_dump_json(), media_type="application/json")
+    # already valid: serialised straight to JSON rather than validated again by FastAPI
+    return out.model_dump_json().encode()
 
 
 @router.post("/sessions", status_code=201, response_model=s.SessionOut)

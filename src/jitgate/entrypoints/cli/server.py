@@ -87,9 +87,7 @@ def serve(policy_path: str, db_url: str, host: str, port: int, migrate: bool) ->
     The scheduler ticks every JITGATE_TICK_SECONDS (default 1) and reconciles backends
     every JITGATE_RECONCILE_SECONDS (default 60).
     """
-    import uvicorn
-
-    from jitgate.entrypoints.api.app import create_app
+    from jitgate.entrypoints.api.app import create_app, serve_api
     from jitgate.entrypoints.scheduler import Scheduler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -98,7 +96,7 @@ def serve(policy_path: str, db_url: str, host: str, port: int, migrate: bool) ->
     scheduler = Scheduler(app.ctx, app.settings.tick_seconds, extra=_jobs(app))
     scheduler.start()
     try:
-        uvicorn.run(create_app(app), host=host, port=port, log_level="warning", access_log=False)
+        serve_api(create_app(app), host, port)
     finally:
         scheduler.stop()
         app.close()

@@ -1,0 +1,159 @@
+"""``POST /v1/authorize`` on the gateways' fast path (``entrypoints/api/fastpath``), served
+by a real uvicorn on SQLite and on PostgreSQL: the same answers as the route, every unusual
+call left to the route, and no grant ever cached."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from jitgate.bootstrap import App
+from jitgate.entrypoints.api import fastpath
+from jitgate.entrypoints.api.schemas import AuthorizeBody
+from jitgate.service import access
+from served import Served
+
+JANE = "jane.doe@example.com"
+DEV = {"user": JANE, "type": "ssh", "environment": "development"}
+
+
+@dataclass
+class Fast:
+    """How many calls the fast path answered itself."""
+
+    answered: int = 0
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch) -> Fast:
+    seen, answer = Fast(), fastpath.answer
+
+    async def counting(app: App, body: AuthorizeBody) -> bytes:
+        out = await answer(app, body)
+        seen.answered += 1
+        return out
+
+    monkeypatch.setattr(fastpath, "answer", counting)
+    return seen
+
+
+def grant(served: Served) -> str:
+    """jane's self-approved ``dev-ssh`` grant (active at once)."""
+    made = served.client(JANE).post(
+        "/v1/requests", json={"roles": ["dev-ssh"], "reason": "INC-1", "duration": "30m"}
+    )
+    assert made.status_code == 201 and made.json()["state"] == "active", made.text
+    return str(made.json()["id"])
+
+
+def test_the_fast_path_answers_as_the_route_does(served: Served, fast: Fast) -> None:
+    rid = grant(served)
+    gateway = served.client("gateway")
+    asks: list[dict[str, Any]] = [DEV, {**DEV, "environment": "production"}]
+    first = [gateway.post("/v1/authorize", json=ask) for ask in asks]
+    assert fast.answered == 1  # the token's first use went through the route and its check
+    again = [gateway.post("/v1/authorize", json=ask) for ask in asks]
+    assert fast.answered == 3  # the token is cached: both answered on the fast path
+    for before, after in zip(first, again, strict=True):
+        assert after.status_code == before.status_code == 200
+        assert after.headers["content-type"] == before.headers["content-type"]
+        assert after.content == before.content
+    allowed, refused = (json.loads(r.content) for r in again)
+    assert allowed["allowed"] is True and allowed["request_id"] == rid
+    assert allowed["role"] == "dev-ssh"
+    assert refused == {
+        "allowed": False,
+        "request_id": None,
+        "role": None,
+        "ends_at": None,
+        "reason": "no active grant covers this access",
+    }
+
+
+CHUNKED = (
+    b"{" + b" " * 100 + b'"user": "' + JANE.encode() + b'", "type": "ssh", ',
+    b'"environment": "development"}',
+)
+
+LEFT_TO_THE_ROUTE: list[tuple[str, dict[str, Any], int, str]] = [
+    ("malformed JSON", {"content": b'{"user": '}, 422, "JSON"),
+    ("an unknown field", {"json": {**DEV, "admin": True}}, 422, "admin"),
+    ("a NUL in a value", {"json": {**DEV, "type": "s\u0000sh"}}, 422, "NUL"),
+    ("an unknown resource", {"json": {"user": JANE, "resource": "nowhere"}}, 422, "nowhere"),
+    ("neither resource nor type", {"json": {"user": JANE}}, 422, "resource"),
+    ("a query string", {"json": DEV, "params": {"x": "1"}}, 200, ""),
+    ("a body of 5,000 bytes", {"content": json.dumps(DEV).replace(",", "," + " " * 2500)}, 200, ""),
+    ("a chunked body", {"chunks": CHUNKED}, 200, ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "status", "words"),
+    [pytest.param(c[1], c[2], c[3], id=c[0]) for c in LEFT_TO_THE_ROUTE],
+)
+def test_every_other_call_is_left_to_the_route(
+    served: Served, fast: Fast, call: dict[str, Any], status: int, words: str
+) -> None:
+    grant(served)
+    gateway = served.client("gateway")
+    assert gateway.post("/v1/authorize", json=DEV).json()["allowed"] is True  # token cached
+    assert gateway.post("/v1/authorize", json=DEV).status_code == 200
+    assert fast.answered == 1
+    headers = {"Content-Type": "application/json"}
+    if "chunks" in call:  # sent with Transfer-Encoding: chunked, no Content-Length
+        call = {"content": iter(call["chunks"])}
+    answer = gateway.post("/v1/authorize", headers=headers, **call)
+    assert fast.answered == 1, "the call should have been left to the route"
+    assert answer.status_code == status, answer.text
+    if status == 200:
+        assert answer.json()["allowed"] is True
+    else:
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert words in answer.json()["detail"]
+
+
+def test_a_persons_cached_token_still_gets_403(served: Served, fast: Fast) -> None:
+    jane = served.client(JANE)
+    grant(served)  # jane's token is now in the cache
+    refused = jane.post("/v1/authorize", json=DEV)
+    assert refused.status_code == 403 and "service token" in refused.json()["detail"]
+    assert fast.answered == 0
+    assert served.client().post("/v1/authorize", json=DEV).status_code == 401
+
+
+def test_no_grant_is_cached_revocation_and_ends_at_hold_at_once(served: Served, fast: Fast) -> None:
+    gateway, security = served.client("gateway"), served.client("sec@example.com")
+    rid = grant(served)
+    assert gateway.post("/v1/authorize", json=DEV).json()["allowed"] is True
+    revoked = security.post(f"/v1/requests/{rid}/revoke", json={"reason": "leaver"})
+    assert revoked.status_code == 200, revoked.text
+    assert gateway.post("/v1/authorize", json=DEV).json()["allowed"] is False
+
+    grant(served)
+    assert gateway.post("/v1/authorize", json=DEV).json()["allowed"] is True
+    served.clock.advance(timedelta(minutes=30))  # no tick: the grant is still "active"
+    assert gateway.post("/v1/authorize", json=DEV).json()["allowed"] is False
+    assert fast.answered == 3  # all but the token's first use answered on the fast path
+
+
+def test_an_unexpected_error_gets_the_apis_500_problem(
+    served: Served, fast: Fast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = served.client("gateway")
+    assert gateway.post("/v1/authorize", json=DEV).status_code == 200  # token cached
+
+    def broken(*_: object, **__: object) -> object:
+        raise RuntimeError("the database is gone")
+
+    monkeypatch.setattr(access, "authorize", broken)
+    monkeypatch.setattr(access, "authorize_async", broken)
+    answer = gateway.post("/v1/authorize", json=DEV)
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["detail"] == "internal error; the event was logged"
+    assert "database is gone" not in answer.text
+    assert fast.answered == 0
