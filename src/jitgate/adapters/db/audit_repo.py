@@ -90,7 +90,7 @@ class SqlAuditLog:
         if query.after_seq is not None:
             stmt = stmt.where(A.c.seq > query.after_seq)
         stmt = stmt.order_by(A.c.seq).limit(query.limit)
-        return [_record(row) for row in self._conn.execute(stmt)]
+        return [_record(row) for row in self._conn.execute(stmt).all()]
 
     def iterate(self, batch: int = 5000) -> Iterator[AuditRecord]:
         last = 0

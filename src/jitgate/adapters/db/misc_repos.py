@@ -53,14 +53,14 @@ class SqlSessions:
         stmt = sa.select(S).where(S.c.request_id == request_id)
         if open_only:
             stmt = stmt.where(S.c.ended_at.is_(None))
-        return [_session(r) for r in self._conn.execute(stmt.order_by(S.c.started_at))]
+        return [_session(r) for r in self._conn.execute(stmt.order_by(S.c.started_at)).all()]
 
     def open_by_request(self, request_ids: Sequence[str]) -> dict[str, list[Session]]:
         found: dict[str, list[Session]] = {}
         for start in range(0, len(request_ids), 500):
             chunk = list(request_ids[start : start + 500])
             stmt = sa.select(S).where(S.c.request_id.in_(chunk), S.c.ended_at.is_(None))
-            for row in self._conn.execute(stmt):
+            for row in self._conn.execute(stmt).all():
                 session = _session(row)
                 found.setdefault(session.request_id, []).append(session)
         return found

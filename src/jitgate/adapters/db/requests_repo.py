@@ -120,7 +120,7 @@ class SqlRequests:
                 sa.or_(R.c.created_at < at, sa.and_(R.c.created_at == at, R.c.id < query.after[1]))
             )
         stmt = stmt.order_by(R.c.created_at.desc(), R.c.id.desc()).limit(query.limit)
-        return [from_row(row) for row in self._conn.execute(stmt)]
+        return [from_row(row) for row in self._conn.execute(stmt).all()]
 
     def due(
         self, kind: DueKind, now: datetime, limit: int, *, horizon: datetime | None = None
@@ -128,7 +128,7 @@ class SqlRequests:
         stmt = sa.select(R).where(_due_clause(kind, now, horizon)).limit(limit)
         if self._row_locks:
             stmt = stmt.with_for_update(skip_locked=True)
-        return [from_row(row) for row in self._conn.execute(stmt)]
+        return [from_row(row) for row in self._conn.execute(stmt).all()]
 
     def live_grants(self, user: str, now: datetime) -> list[GrantView]:
         """Inside this unit of work's transaction (``open_session`` reads, then writes)."""
@@ -138,7 +138,7 @@ class SqlRequests:
         stmt = sa.select(R).where(R.c.extends == request_id).order_by(R.c.created_at, R.c.id)
         if for_update and self._row_locks:
             stmt = stmt.with_for_update()
-        return [from_row(row) for row in self._conn.execute(stmt)]
+        return [from_row(row) for row in self._conn.execute(stmt).all()]
 
 
 def _due_clause(kind: DueKind, now: datetime, horizon: datetime | None) -> sa.ColumnElement[bool]:
