@@ -4,8 +4,9 @@
 (``bootstrap`` + ``create_app``), API only, no scheduler thread.
 ``python -m bench._serve bare --port P --db URL``: the baseline, a bare FastAPI app with
 ``POST /v1/authorize`` (async, returns a small JSON), ``POST /sync`` (the same, as a sync
-route run in the thread pool) and ``POST /insert`` (one SQLite insert through SQLAlchemy
-Core on an engine from jitgate's own ``connect``, so WAL and the same pragmas).
+route run in the thread pool), ``POST /insert`` (one SQLite insert through SQLAlchemy
+Core on an engine from jitgate's own ``connect``, so WAL and the same pragmas), and
+``POST /raw`` (the same answer from a plain ASGI callable in front of the app).
 
 Both are served by one uvicorn worker with the settings of ``jitgate serve``
 (``log_level="warning"``, ``access_log=False``, uvloop and httptools when installed):
@@ -24,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 def bare_app(db_url: str | None) -> FastAPI:
@@ -71,6 +73,27 @@ def bare_app(db_url: str | None) -> FastAPI:
     return api
 
 
+def raw_in_front(api: FastAPI) -> ASGIApp:
+    """``POST /raw`` answered by a plain ASGI callable (no framework at all; the same small
+    JSON as the bare ``/v1/authorize``); everything else goes to ``api``. The floor that
+    jitgate's authorize fast path, which also skips the framework, is compared with."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/raw":
+            await api(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        out = json.dumps({"allowed": True, "user": json.loads(body).get("user")}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(out))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": out})
+
+    return app
+
+
 def jitgate_app(db_url: str, policy: str) -> FastAPI:
     from jitgate.bootstrap import bootstrap
     from jitgate.config import Settings
@@ -89,7 +112,7 @@ def main() -> None:
     args = p.parse_args()
     if args.kind == "bare":
         uvicorn.run(
-            bare_app(args.db),
+            raw_in_front(bare_app(args.db)),
             host="127.0.0.1",
             port=args.port,
             log_level="warning",

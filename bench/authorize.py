@@ -170,6 +170,8 @@ def run(profile: bool = False, pg: bool = True) -> list[Result]:
                 )
             check(bare, headers, "/sync")
             sync = measure(bare, headers, THROUGHPUT_CLIENTS, "/sync")
+            check(bare, headers, "/raw")
+            raw = measure(bare, headers, THROUGHPUT_CLIENTS, "/raw")
             postgres_result = on_postgres(bare) if pg else None
             if profile:
                 sampler = start_pyspy(jit.pid, SECONDS * 2)
@@ -193,6 +195,9 @@ def run(profile: bool = False, pg: bool = True) -> list[Result]:
             f"bare p50 {bb.load.p50_ms:.1f} ms p99 {bb.load.p99_ms:.1f} ms",
             f"reference: the same bare endpoint as a sync (thread-pool) route: "
             f"{sync.rps:,.0f} req/s, {sync.cpu_ms:.2f} ms CPU/request",
+            f"reference: the same answer from a plain ASGI callable, no framework at all "
+            f"(jitgate's fast path skips the framework too): {raw.rps:,.0f} req/s, "
+            f"{raw.cpu_ms:.2f} ms CPU/request; jitgate = {jb.rps / raw.rps:.2f}x of it",
         ],
     )
     latency = Result(
