@@ -27,6 +27,8 @@ def assert_problem(response: httpx.Response, status: int, words: str) -> None:
         ({"roles": ["dev-ssh"], "reason": "x", "duration": "-5m"}, "not a duration"),
         ({"roles": ["dev-ssh"], "reason": "x", "duration": "banana"}, "not a duration"),
         ({"roles": ["dev-ssh"], "reason": "x", "duration": "999999999999d"}, "ten years"),
+        ({"roles": ["dev-ssh"], "reason": "x", "duration": "PT1.5S"}, "whole number of seconds"),
+        ({"roles": ["dev-ssh"], "reason": "x", "duration": 1.5}, "duration"),
         ({"roles": ["dev-ssh"], "reason": ""}, "reason"),
         ({"roles": ["dev-ssh"]}, "reason"),
         ({"roles": ["dev-ssh"], "reason": "x", "urgency": "asap"}, "urgency"),

@@ -77,3 +77,13 @@ def test_format_round_trips_the_short_form(text: str) -> None:
 def test_format_of_iso_input_is_the_short_form() -> None:
     assert format_duration(parse_duration("PT2H")) == "2h"
     assert format_duration(parse_duration("P1DT2H")) == "1d2h"
+
+
+@pytest.mark.parametrize("text", ["PT1.5S", "PT0.5S", "PT1M0.25S"])
+def test_a_fraction_of_a_second_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="whole number of seconds"):
+        parse_duration(text)
+
+
+def test_a_whole_number_written_with_a_point_is_accepted() -> None:
+    assert parse_duration("PT90.0S") == timedelta(seconds=90)

@@ -15,11 +15,17 @@ _ISO = re.compile(
 _MAX = timedelta(days=3650)
 
 
+class _NotWhole(Exception):
+    """An ISO duration with a fraction of a second (``PT1.5S``): grants are whole seconds."""
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse a duration; raise ``ValueError`` with a readable message when it is not one."""
     raw = text.strip() if isinstance(text, str) else ""
     try:
         value = _parse(raw)
+    except _NotWhole:
+        raise ValueError(f"{text!r} is not a whole number of seconds") from None
     except (OverflowError, ValueError):  # digits past what timedelta (or int) can hold
         raise ValueError(f"{text!r} is longer than ten years") from None
     if value is None:
@@ -44,6 +50,8 @@ def _parse(raw: str) -> timedelta | None:
     if iso and any(iso.groups()):
         w, d, h, m = (int(x) if x else 0 for x in iso.groups()[:4])
         seconds = float(iso.group(5)) if iso.group(5) else 0.0
+        if not seconds.is_integer():
+            raise _NotWhole
         return timedelta(weeks=w, days=d, hours=h, minutes=m, seconds=seconds)
     return None
 
