@@ -8,8 +8,10 @@ a small JSON body that ``AuthorizeBody`` accepts, is answered here by
 the app unchanged, the body read so far handed on with it: no or unknown token, a person's
 token, a bad or large body, a domain error (an unknown resource). The route
 ``routes_service.authorize`` stays the endpoint's definition (OpenAPI, every error answer);
-this skips only the framework's routing, request object and exception layers, which cost
-more than the answer itself (``bench/README.md``, fifth round).
+this skips only the framework's routing, request object, middleware and exception layers,
+which cost more than the answer itself (``bench/README.md``, fifth round). So FastAPI's
+own OpenTelemetry spans, when a tracer is configured, cover only the calls the route
+answers.
 """
 
 from __future__ import annotations
