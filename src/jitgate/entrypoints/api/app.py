@@ -72,9 +72,10 @@ class Api(FastAPI):
         if self.fast is not None and self.fast.takes(scope):
             await self.fast(scope, receive, send)
         else:
-            await super().__call__(scope, receive, send)
+            await self.framework(scope, receive, send)
 
     async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """FastAPI itself: every call the fast path does not take, or hands back."""
         await super().__call__(scope, receive, send)
 
 

@@ -27,7 +27,7 @@ from jitgate.entrypoints.api.routes_service import answer
 from jitgate.entrypoints.api.schemas import AuthorizeBody
 
 PATH = "/v1/authorize"
-MAX_BODY = 4096  # an authorize body is about 100 bytes; larger ones take the route
+SMALL_BODY = 4096  # an authorize body is about 100 bytes; larger ones take the route
 HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -46,7 +46,7 @@ class AuthorizeFastPath:
             return False
         headers = {name.lower(): value for name, value in scope["headers"]}
         length = headers.get(b"content-length", b"")
-        if not length.isdigit() or int(length) > MAX_BODY:
+        if not length.isdigit() or int(length) > SMALL_BODY:
             return False
         token = bearer(headers.get(b"authorization", b"").decode("latin-1"))
         who = cached(self.cache, token, time.monotonic()) if token else None
