@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from jitgate.domain.policy import Policy
@@ -100,8 +101,13 @@ def test_request_approve_use_revoke(served: Served, on_call: str) -> None:
         "access.revoked",
     ]
     assert jane.get("/v1/audit/verify").status_code == 403
-    check = served.client("sec@example.com").get("/v1/audit/verify").json()
-    assert check["ok"] is True and check["events"] == len(types)
+    security = served.client("sec@example.com")
+    # the rest of the chain: the fixture's tokens, each audited by its id, never the token
+    minted = security.get("/v1/audit", params={"type": "token.created"}).json()["items"]
+    assert len(minted) == len(served.tokens)
+    assert not any(token in json.dumps(minted) for token in served.tokens.values())
+    check = security.get("/v1/audit/verify").json()
+    assert check["ok"] is True and check["events"] == len(types) + len(minted)
 
 
 def test_grant_past_ends_at_is_never_honoured_without_a_tick(served: Served) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from served import Served
@@ -92,6 +94,54 @@ def test_db_upgrade_and_tokens(tmp_path: Path) -> None:
     one_line_error(run("token", "create", "--db", url), "either EMAIL or --service")
 
 
+def test_tokens_are_listed_and_revoked_and_then_refused(served: Served) -> None:
+    """`token ls` / `token revoke` on the served server's own database: a revoked token is
+    refused by the running server (at once if it was not used in the last 10 s, when its
+    entry in the server's token cache lapses otherwise)."""
+    db = ["--db", served.app.settings.database_url]
+    fresh = run("token", "create", "lee@example.com", *db, check=True).stdout.strip()
+    used = run("token", "create", "--service", "gw2", *db, check=True).stdout.strip()
+    body = {"user": "jane.doe@example.com", "resource": "prod-bastion"}
+    gateway = served.client(headers={"Authorization": f"Bearer {used}"})
+    assert gateway.post("/v1/authorize", json=body).status_code == 200
+
+    listed = json.loads(run("token", "ls", "--json", *db, check=True).stdout)
+    ids = {(t["kind"], t["subject"]): t["id"] for t in listed}
+    assert ids[("service", "gw2")] == hashlib.sha256(used.encode()).hexdigest()[:12]
+    assert len(listed) == len(served.tokens) + 2
+    table = run("token", "ls", *db, check=True).stdout
+    assert table.splitlines()[0].split() == ["ID", "KIND", "SUBJECT", "CREATED", "REVOKED"]
+    assert fresh not in table and used not in table
+
+    done = run("token", "revoke", ids[("user", "lee@example.com")][:8], *db, check=True)
+    assert done.stdout == f"revoked {ids[('user', 'lee@example.com')]} (user lee@example.com)\n"
+    lee = served.client(headers={"Authorization": f"Bearer {fresh}"})
+    refused = lee.get("/v1/requests")
+    assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
+
+    run("token", "revoke", "--service", "gw2", *db, check=True)
+    cache = served.server.config.app.state.token_cache
+    cache[used] = (cache[used][0], 0.0)  # its 10 s in the cache have passed
+    assert gateway.post("/v1/authorize", json=body).status_code == 401
+    assert served.client("gateway").post("/v1/authorize", json=body).status_code == 200
+
+    after = json.loads(run("token", "ls", "--all", "--json", *db, check=True).stdout)
+    assert sum(t["revoked_at"] is not None for t in after) == 2
+    assert len(json.loads(run("token", "ls", "--json", *db, check=True).stdout)) == len(
+        served.tokens
+    )
+    again = run("token", "revoke", used, *db, check=True).stdout
+    assert "was already revoked at" in again
+    one_line_error(run("token", "revoke", "zz", *db), "is not a token id")
+    one_line_error(run("token", "revoke", "--user", "x@example.com", *db), "no token belongs")
+    one_line_error(run("token", "revoke", *db), "give one of ID, --user EMAIL or --service NAME")
+    security = served.client("sec@example.com")
+    revoked = security.get("/v1/audit", params={"type": "token.revoked"}).json()["items"]
+    assert sorted(e["data"]["token"] for e in revoked) == sorted(
+        [ids[("user", "lee@example.com")], ids[("service", "gw2")]]
+    )
+
+
 def test_people_commands(served: Served) -> None:
     jane, priya = as_(served, "jane.doe@example.com"), as_(served, "priya@example.com")
     rid = run(
@@ -127,24 +177,57 @@ def test_audit_export_verify_and_tamper(served: Served, tmp_path: Path) -> None:
     for _ in range(3):
         run("request", "dev-ssh", "--reason", "x", "-q", env=jane, check=True)
     url = served.app.settings.database_url
-    listed = run("audit", "--limit", "5", env=as_(served, "sec@example.com"), check=True)
-    assert "request.created" in listed.stdout
+    security = as_(served, "sec@example.com")
+    listed = run("audit", "--type", "request.created", "--limit", "5", env=security, check=True)
+    assert listed.stdout.count("request.created") == 3
     out = tmp_path / "audit.jsonl"
     run("audit", "export", "--db", url, "--out", str(out), check=True)
     lines = out.read_text().splitlines()
-    assert len(lines) == 9  # created, approved, granted x 3
+    total = len(served.tokens) + 9  # the fixture's tokens, then created, approved, granted x 3
+    assert len(lines) == total
+    assert [json.loads(line)["type"] for line in lines].count("token.created") == len(served.tokens)
     ok = run("audit", "verify", str(out), check=True)
-    assert ok.stdout.startswith("ok: 9 events")
-    assert run("audit", "verify", "--db", url, check=True).stdout.startswith("ok: 9 events")
-    record = json.loads(lines[4])
+    assert ok.stdout.startswith(f"ok: {total} events")
+    on_db = run("audit", "verify", "--db", url, check=True)
+    assert on_db.stdout.startswith(f"ok: {total} events")
+    at = len(served.tokens) + 4
+    record = json.loads(lines[at])
     record["data"]["reason"] = "tampered"
-    lines[4] = json.dumps(record)
+    lines[at] = json.dumps(record)
     out.write_text("\n".join(lines) + "\n")
     broken = run("audit", "verify", str(out))
-    assert broken.returncode == 1 and "BROKEN at seq 5" in broken.stderr
-    del lines[4]
+    assert broken.returncode == 1 and f"BROKEN at seq {at + 1}" in broken.stderr
+    del lines[at]
     out.write_text("\n".join(lines) + "\n")
     assert run("audit", "verify", str(out)).returncode == 1
+
+
+def test_an_export_read_in_part_stops_quietly(tmp_path: Path, start: datetime) -> None:
+    """`jitgate audit export | head -1`: the reader goes away; no error, no traceback."""
+    from jitgate.adapters.clock import ManualClock
+    from jitgate.adapters.db.engine import connect
+    from jitgate.adapters.db.migrate import upgrade
+    from jitgate.adapters.db.uow import SqlUnitOfWorkFactory
+    from jitgate.domain.policy import Policy
+    from jitgate.service.context import Context, PolicyHolder
+    from jitgate.service.ports import Principal
+    from jitgate.service.tokens import create_token
+
+    url = f"sqlite:///{tmp_path}/big.db"
+    db = connect(url)
+    upgrade(db)
+    ctx = Context(SqlUnitOfWorkFactory(db), ManualClock(start), PolicyHolder(Policy()))
+    for n in range(600):  # about 200 KB of JSON Lines: more than a pipe holds
+        create_token(ctx, principal=Principal("service", f"gw{n}"))
+    db.dispose()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JITGATE_")}
+    command = [JG, "audit", "export", "--db", url]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert json.loads(proc.stdout.readline())["type"] == "token.created"
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == 1
+        assert proc.stderr.read() == b""
 
 
 def test_serve_refuses_invalid_policy_and_unmigrated_db(tmp_path: Path) -> None:

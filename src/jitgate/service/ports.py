@@ -23,6 +23,25 @@ class Principal:
     subject: str
 
 
+TOKEN_ID_LENGTH = 12
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A stored API token as an operator sees it: never the token itself. ``id`` is the
+    start of the token's SHA-256 hash, which says nothing about the token (256 random bits)
+    but names it in ``jitgate token ls`` / ``revoke`` and in the audit trail."""
+
+    token_hash: str
+    principal: Principal
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def id(self) -> str:
+        return self.token_hash[:TOKEN_ID_LENGTH]
+
+
 class GrantView(NamedTuple):
     """The part of an active grant that authorization needs; read on the hot path (a
     named tuple: immutable, and cheaper to build than a frozen dataclass)."""
@@ -133,7 +152,22 @@ class Sessions(Protocol):
 
 class Tokens(Protocol):
     def add(self, token_hash: str, principal: Principal, now: datetime) -> None: ...
-    def find(self, token_hash: str) -> Principal | None: ...
+    def find(self, token_hash: str) -> Principal | None:
+        """The principal of a live (not revoked) token."""
+        ...
+
+    def infos(
+        self,
+        *,
+        hash_prefix: str | None = None,
+        principal: Principal | None = None,
+        include_revoked: bool = True,
+    ) -> list[TokenInfo]:
+        """Stored tokens, oldest first, optionally only those whose hash starts with
+        ``hash_prefix`` (lower-case hex) or that belong to ``principal``."""
+        ...
+
+    def revoke(self, token_hashes: Sequence[str], now: datetime) -> None: ...
 
 
 class IdempotencyKeys(Protocol):

@@ -1,27 +1,42 @@
-"""API tokens: random, shown once, stored only as a SHA-256 hash.
+"""API tokens: random, shown once, stored only as a SHA-256 hash; listed and revoked by id.
 
 A token has 256 bits of entropy, so a fast hash is enough: there is nothing to brute-force.
+Creating and revoking a token are audited (``token.created``, ``token.revoked``) with the
+token's id, never the token: who could act as a person or a gateway, and since when, is
+part of the evidence.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
+from dataclasses import replace
 
+from jitgate.domain.errors import Invalid, NotFound
+from jitgate.domain.events import DomainEvent
 from jitgate.service.context import Context
-from jitgate.service.ports import Principal
+from jitgate.service.ports import Principal, TokenInfo, Tokens
 
 PREFIX = "jg_"
+MIN_ID = 8
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(ctx: Context, *, principal: Principal) -> str:
+def create_token(
+    ctx: Context, *, principal: Principal, actor: str = "system", via: str = "cli"
+) -> str:
     token = PREFIX + secrets.token_urlsafe(32)
+    digest = hash_token(token)
+    now = ctx.clock.now()
     with ctx.uow() as uow:
-        uow.tokens.add(hash_token(token), principal, ctx.clock.now())
+        uow.tokens.add(digest, principal, now)
+        info = TokenInfo(digest, principal, now, None)
+        ctx.publish(uow, [_event("token.created", info, actor, via)], None, now)
         uow.commit()
     return token
 
@@ -31,3 +46,65 @@ def authenticate(ctx: Context, *, token: str) -> Principal | None:
         return None
     with ctx.uow(write=False, snapshot=False) as uow:
         return uow.tokens.find(hash_token(token))
+
+
+def list_tokens(ctx: Context, *, include_revoked: bool = False) -> list[TokenInfo]:
+    with ctx.uow(write=False) as uow:
+        return uow.tokens.infos(include_revoked=include_revoked)
+
+
+def revoke_tokens(
+    ctx: Context, *, which: str | Principal, actor: str = "system", via: str = "cli"
+) -> list[tuple[TokenInfo, bool]]:
+    """Revoke the token named by ``which``: its id (at least ``MIN_ID`` hex digits of it),
+    the token itself, or every token of a principal. Answers each token named and whether
+    this call revoked it (``False``: it was revoked before). Raises ``NotFound`` when
+    nothing matches and ``Invalid`` for an id that is malformed or names several tokens."""
+    now = ctx.clock.now()
+    with ctx.uow() as uow:
+        found = _named(uow.tokens, which)
+        live = [info for info in found if info.revoked_at is None]
+        if live:
+            uow.tokens.revoke([info.token_hash for info in live], now)
+            events = [_event("token.revoked", info, actor, via) for info in live]
+            ctx.publish(uow, events, None, now)
+        uow.commit()
+    return [
+        (replace(info, revoked_at=now), True) if info.revoked_at is None else (info, False)
+        for info in found
+    ]
+
+
+def _named(tokens: Tokens, which: str | Principal) -> list[TokenInfo]:
+    if isinstance(which, Principal):
+        found = tokens.infos(principal=which)
+        if not found:
+            raise NotFound(f"no token belongs to {which.kind} {which.subject}")
+        return found
+    if which.startswith(PREFIX):
+        found = tokens.infos(hash_prefix=hash_token(which))
+        if not found:
+            raise NotFound("no such token (it was never created here)")
+        return found
+    prefix = which.strip().lower()
+    if len(prefix) < MIN_ID or not _HEX.fullmatch(prefix):
+        raise Invalid(
+            f"{which!r} is not a token id: give the id `jitgate token ls` shows "
+            f"(at least {MIN_ID} hex digits) or the token itself"
+        )
+    found = tokens.infos(hash_prefix=prefix)
+    if not found:
+        raise NotFound(f"no token has the id {prefix}")
+    if len(found) > 1:
+        raise Invalid(f"the id {prefix} names {len(found)} tokens; give more of its digits")
+    return found
+
+
+def _event(kind: str, info: TokenInfo, actor: str, via: str) -> DomainEvent:
+    data = {
+        "token": info.id,
+        "kind": info.principal.kind,
+        "subject": info.principal.subject,
+        "via": via,
+    }
+    return DomainEvent(kind, actor, None, data)

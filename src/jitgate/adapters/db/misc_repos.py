@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from jitgate.adapters.db import tables as t
-from jitgate.service.ports import Notification, Principal, Session
+from jitgate.service.ports import Notification, Principal, Session, TokenInfo
 
 S = t.sessions
 
@@ -102,6 +102,34 @@ class SqlTokens:
             )
         ).first()
         return Principal(row.kind, row.subject) if row else None
+
+    def infos(
+        self,
+        *,
+        hash_prefix: str | None = None,
+        principal: Principal | None = None,
+        include_revoked: bool = True,
+    ) -> list[TokenInfo]:
+        T = t.api_tokens
+        query = sa.select(T).order_by(T.c.created_at, T.c.token_hash)
+        if hash_prefix is not None:
+            query = query.where(T.c.token_hash.startswith(hash_prefix, autoescape=True))
+        if principal is not None:
+            query = query.where(T.c.kind == principal.kind, T.c.subject == principal.subject)
+        if not include_revoked:
+            query = query.where(T.c.revoked_at.is_(None))
+        return [
+            TokenInfo(r.token_hash, Principal(r.kind, r.subject), r.created_at, r.revoked_at)
+            for r in self._conn.execute(query).all()
+        ]
+
+    def revoke(self, token_hashes: Sequence[str], now: datetime) -> None:
+        T = t.api_tokens
+        self._conn.execute(
+            T.update()
+            .where(T.c.token_hash.in_(list(token_hashes)), T.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
 
 
 class SqlIdempotencyKeys:

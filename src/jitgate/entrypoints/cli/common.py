@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -57,6 +58,11 @@ def friendly(func: Callable[P, T]) -> Callable[P, T]:
             sys.exit(1)
         except (DomainError, ConfigError) as exc:
             fail(str(exc))
+        except BrokenPipeError:
+            # the reader went away (`jitgate audit export | head`): stop quietly, and keep
+            # the interpreter's flush of stdout at exit from failing again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except OSError as exc:
             fail(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))
         except _db_errors() as exc:

@@ -1,15 +1,56 @@
-"""``jitgate token create``: print one new API token alone on stdout (stored hashed)."""
+"""``jitgate token``: create, list and revoke API tokens, straight in the database.
+
+Only a token's SHA-256 hash is stored; ``ls`` and ``revoke`` name a token by its id, the
+first 12 hex digits of that hash. Creating and revoking are audited (``token.created``,
+``token.revoked``) with the id, never the token.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING
+
 import click
 
-from jitgate.entrypoints.cli.common import db_option, fail, friendly
+from jitgate.entrypoints.cli.common import db_option, emit_json, fail, friendly, table
+
+if TYPE_CHECKING:
+    from jitgate.service.context import Context
+    from jitgate.service.ports import Principal, TokenInfo
 
 
 @click.group()
 def token() -> None:
-    """API tokens for people and gateways."""
+    """API tokens for people and gateways: create, ls, revoke."""
+
+
+@contextmanager
+def _context(db_url: str) -> Iterator[Context]:
+    """A context on ``db_url`` whose schema is brought up to date first."""
+    from jitgate.adapters.clock import SystemClock
+    from jitgate.adapters.db.migrate import upgrade
+    from jitgate.adapters.db.uow import SqlUnitOfWorkFactory
+    from jitgate.domain.policy import Policy
+    from jitgate.entrypoints.cli.common import opened
+    from jitgate.service.context import Context, PolicyHolder
+
+    with opened(db_url) as database:
+        upgrade(database)
+        yield Context(
+            uow=SqlUnitOfWorkFactory(database), clock=SystemClock(), policy=PolicyHolder(Policy())
+        )
+
+
+def _principal(email: str | None, service: str | None) -> Principal:
+    from jitgate.service.ports import Principal
+
+    if bool(email) == bool(service):
+        fail("give either EMAIL or --service NAME")
+    if email and "@" not in email:
+        fail(f"{email!r} is not an email address")
+    return Principal("user", email.lower()) if email else Principal("service", str(service))
 
 
 @token.command()
@@ -20,24 +61,76 @@ def token() -> None:
 def create(email: str | None, service: str | None, db_url: str) -> None:
     """Create a token for EMAIL, or for --service NAME; print it alone on stdout.
 
-    Only its SHA-256 hash is stored. The schema is brought up to date first if needed."""
-    from jitgate.adapters.clock import SystemClock
-    from jitgate.adapters.db.migrate import upgrade
-    from jitgate.adapters.db.uow import SqlUnitOfWorkFactory
-    from jitgate.domain.policy import Policy
-    from jitgate.entrypoints.cli.common import opened
-    from jitgate.service.context import Context, PolicyHolder
-    from jitgate.service.ports import Principal
+    Only its SHA-256 hash is stored; `jitgate token ls` shows its id. The schema is brought
+    up to date first if needed."""
     from jitgate.service.tokens import create_token
 
-    if bool(email) == bool(service):
-        fail("give either EMAIL or --service NAME")
-    if email and "@" not in email:
-        fail(f"{email!r} is not an email address")
-    principal = Principal("user", email.lower()) if email else Principal("service", str(service))
-    with opened(db_url) as database:
-        upgrade(database)
-        ctx = Context(
-            uow=SqlUnitOfWorkFactory(database), clock=SystemClock(), policy=PolicyHolder(Policy())
-        )
+    principal = _principal(email, service)
+    with _context(db_url) as ctx:
         click.echo(create_token(ctx, principal=principal))
+
+
+@token.command("ls")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked tokens.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@db_option
+@friendly
+def list_(include_revoked: bool, as_json: bool, db_url: str) -> None:
+    """List the tokens that work; with --all, the revoked ones too.
+
+    Oldest first, each named by its id (the start of its hash), never by the token."""
+    from jitgate.service.tokens import list_tokens
+
+    with _context(db_url) as ctx:
+        infos = list_tokens(ctx, include_revoked=include_revoked)
+    if as_json:
+        emit_json([_as_dict(info) for info in infos])
+        return
+    rows = [
+        (i.id, i.principal.kind, i.principal.subject, _when(i.created_at), _when(i.revoked_at))
+        for i in infos
+    ]
+    click.echo(table(rows, ["ID", "KIND", "SUBJECT", "CREATED", "REVOKED"]))
+
+
+@token.command()
+@click.argument("token_id", metavar="[ID]", required=False)
+@click.option("--user", "email", default=None, help="Revoke every token of this person.")
+@click.option("--service", "service", default=None, help="Revoke every token of this gateway.")
+@db_option
+@friendly
+def revoke(token_id: str | None, email: str | None, service: str | None, db_url: str) -> None:
+    """Revoke a token by its ID, or every token of a person or gateway.
+
+    ID is the id `jitgate token ls` shows (8 digits are enough if they name one token); the
+    token itself works too. --user EMAIL or --service NAME revokes all of theirs.
+
+    A running server may accept a revoked token for up to 10 seconds more: it keeps the
+    tokens it has checked for that long."""
+    from jitgate.service.tokens import revoke_tokens
+
+    if sum(x is not None for x in (token_id, email, service)) != 1:
+        fail("give one of ID, --user EMAIL or --service NAME")
+    which = token_id if token_id is not None else _principal(email, service)
+    with _context(db_url) as ctx:
+        done = revoke_tokens(ctx, which=which)
+    for info, now in done:
+        who = f"{info.principal.kind} {info.principal.subject}"
+        if now:
+            click.echo(f"revoked {info.id} ({who})")
+        else:
+            click.echo(f"{info.id} ({who}) was already revoked at {_when(info.revoked_at)}")
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else ""
+
+
+def _as_dict(info: TokenInfo) -> dict[str, object]:
+    return {
+        "id": info.id,
+        "kind": info.principal.kind,
+        "subject": info.principal.subject,
+        "created_at": info.created_at.isoformat(),
+        "revoked_at": info.revoked_at.isoformat() if info.revoked_at else None,
+    }
