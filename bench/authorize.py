@@ -100,7 +100,8 @@ def prepare(tmp: str, url: str | None = None) -> tuple[str, dict[str, str]]:
 
 def on_postgres(bare: Served) -> Result | None:
     """The same throughput figure with jitgate on PostgreSQL (the production setup): the
-    read then runs in the thread pool on a pooled connection. ``None`` without PostgreSQL."""
+    read is then awaited on the event loop (``AsyncPgGrantReader``, which coalesces the
+    calls waiting together into one statement). ``None`` without PostgreSQL."""
     if os.environ.get("BENCH_NO_PG"):
         return None
     with postgres() as server:

@@ -4,13 +4,16 @@ call left to the route, and no grant ever cached."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 
+from jitgate.adapters.db.async_reads import AsyncPgGrantReader
 from jitgate.bootstrap import App
 from jitgate.entrypoints.api import fastpath
 from jitgate.entrypoints.api.schemas import AuthorizeBody
@@ -114,6 +117,49 @@ def test_every_other_call_is_left_to_the_route(
     else:
         assert answer.headers["content-type"] == "application/problem+json"
         assert words in answer.json()["detail"]
+
+
+def test_many_gateways_asking_at_once_each_get_their_own_answer(
+    served: Served, fast: Fast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 calls in flight together, for four users, one with a grant: on PostgreSQL the
+    reads are coalesced (``AsyncPgGrantReader``); every answer is still the caller's own."""
+    rid = grant(served)
+    users = [JANE, "ravi@example.com", JANE.upper(), "priya@example.com"]
+    token = served.tokens["gateway"]
+    reads: list[int] = []
+    if served.app.grant_reader is not None:  # PostgreSQL: count the statements it sends
+        real = AsyncPgGrantReader._read
+
+        async def counted(self, users, earliest, latest):  # type: ignore[no-untyped-def]
+            reads.append(len(users))
+            return await real(self, users, earliest, latest)
+
+        monkeypatch.setattr(AsyncPgGrantReader, "_read", counted)
+    assert served.client("gateway").post("/v1/authorize", json=DEV).status_code == 200
+
+    async def ask_all() -> list[tuple[str, dict[str, Any]]]:
+        limits = httpx.Limits(max_connections=50)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(
+            base_url=served.url, headers=headers, limits=limits, timeout=30
+        ) as client:
+
+            async def one(user: str) -> tuple[str, dict[str, Any]]:
+                answer = await client.post("/v1/authorize", json={**DEV, "user": user})
+                assert answer.status_code == 200, answer.text
+                return user, answer.json()
+
+            return await asyncio.gather(*(one(users[n % 4]) for n in range(300)))
+
+    answers = asyncio.run(ask_all())
+    assert fast.answered == 300  # the first call (above) checked the token on the route
+    for user, answer in answers:
+        mine = user.lower() == JANE
+        assert answer["allowed"] is mine and answer["request_id"] == (rid if mine else None)
+    assert sum(answer["allowed"] for _, answer in answers) == 150
+    if served.app.grant_reader is not None:
+        assert len(reads) < 300 and max(reads) > 1, reads  # calls shared reads
 
 
 def test_a_persons_cached_token_still_gets_403(served: Served, fast: Fast) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from jitgate.adapters.db import tables as t
 from jitgate.adapters.db.engine import Database
@@ -38,6 +39,19 @@ _LIVE = sa.select(R.c.id, R.c.roles, R.c.resources, R.c.scopes, R.c.starts_at, R
     R.c.ends_at > sa.bindparam("now"),
 )
 
+# PostgreSQL only: the same read for several users at once (the async reader coalesces the
+# calls that arrive while a read is in flight), over the widest window of their ``now``s;
+# the reader narrows each user's grants to their own ``now`` (``GrantView.honoured``), so
+# each caller gets exactly what ``_LIVE`` would give it.
+_LIVE_OF_MANY = sa.select(
+    R.c.requester, R.c.id, R.c.roles, R.c.resources, R.c.scopes, R.c.starts_at, R.c.ends_at
+).where(
+    R.c.requester == sa.any_(sa.bindparam("users", type_=postgresql.ARRAY(t.EMAIL))),
+    R.c.state == State.ACTIVE.value,
+    R.c.starts_at <= sa.bindparam("latest"),
+    R.c.ends_at > sa.bindparam("earliest"),
+)
+
 
 def read_live_grants(
     db: Database, dbapi_connection: Any, user: str, now: datetime
@@ -50,6 +64,20 @@ def read_live_grants(
 def live_grants_query(db: Database) -> Prepared:
     """The statement behind ``read_live_grants``, for a caller with its own connection."""
     return db.prepared(_LIVE)
+
+
+def live_grants_of_many_query(db: Database) -> Prepared:
+    """``live_grants_query`` for a list of users (``users``) and a window of ``now``s
+    (``earliest``, ``latest``); each row starts with its requester. PostgreSQL only."""
+    return db.prepared(_LIVE_OF_MANY)
+
+
+def grant_views_by_user(rows: list[tuple[Any, ...]]) -> dict[str, list[GrantView]]:
+    """``live_grants_of_many_query``'s rows as each requester's grants."""
+    rows_of: dict[str, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        rows_of.setdefault(row[0], []).append(row[1:])
+    return {user: grant_views(mine) for user, mine in rows_of.items()}
 
 
 def grant_views(rows: list[tuple[Any, ...]]) -> list[GrantView]:
