@@ -6,7 +6,7 @@ here it is awaited on the loop instead, on up to ``size`` connections of its own
 autocommit, so a read never sees an older snapshot.
 
 Reads are coalesced: a call that finds every connection busy waits, and the next free
-connection reads for all the callers waiting then, in one statement (``users = ANY(...)``
+connection reads for all the callers waiting then, in one statement (``requester = ANY(...)``
 over the widest window of their ``now``s); each caller then keeps only its own grants
 honoured at its own ``now``. Under load this turns many round trips, each costing the
 driver and the database their per-statement work, into one; an idle server reads at once,
