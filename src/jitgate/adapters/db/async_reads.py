@@ -43,10 +43,11 @@ class AsyncPgGrantReader:
             hide_password=False
         )
         self._size = size
-        self._slots = asyncio.Semaphore(size)  # connections in use, at most
         self._idle: list[Connection] = []
         self._waiting: list[Waiting] = []
-        self._readers = 0  # tasks reading batches, at most ``size``
+        # tasks reading batches, at most ``size``; each holds at most one connection at a
+        # time, so this also bounds the connections in use
+        self._readers = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def live_grants(self, user: str, now: datetime) -> list[GrantView]:
@@ -99,14 +100,14 @@ class AsyncPgGrantReader:
                 fetched = await cursor.fetchall()
             except psycopg.OperationalError:
                 broken = conn.broken
-                await self._discard(conn)
+                await _close(conn)
                 if attempt == 2 or not broken:
                     raise
                 continue  # the server restarted or dropped us: once more, on a new one
             except BaseException:
-                await self._discard(conn)
+                await _close(conn)
                 raise
-            self._release(conn)
+            self._idle.append(conn)
             return grant_views_by_user(query.convert(fetched))
         raise AssertionError("unreachable")
 
@@ -122,22 +123,9 @@ class AsyncPgGrantReader:
             self._idle.pop().pgconn.finish()
 
     async def _acquire(self) -> Connection:
-        await self._slots.acquire()
-        try:
-            if self._idle:
-                return self._idle.pop()
-            return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def _release(self, conn: Connection) -> None:
-        self._idle.append(conn)
-        self._slots.release()
-
-    async def _discard(self, conn: Connection) -> None:
-        self._slots.release()
-        await _close(conn)
+        if self._idle:
+            return self._idle.pop()
+        return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
 
 
 async def _close(conn: Connection) -> None:
