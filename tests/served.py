@@ -21,6 +21,7 @@ from jitgate.entrypoints.api.app import create_app
 from jitgate.service.ports import Principal
 from jitgate.service.tokens import create_token
 
+WATCH_SECONDS = 0.1  # how soon a revoked token leaves the served app's token cache
 EXAMPLE_POLICY_PATH = Path(__file__).resolve().parent.parent / "examples" / "policy.yaml"
 PEOPLE = (
     "jane.doe@example.com",
@@ -74,7 +75,7 @@ def serve(db_url: str, policy_path: Path, start: datetime) -> Served:
     upgrade(app.db)
     port = free_port()
     config = uvicorn.Config(
-        create_app(app),
+        create_app(app, token_watch_seconds=WATCH_SECONDS),
         host="127.0.0.1",
         port=port,
         log_level="error",

@@ -3,18 +3,26 @@ or by principal, and every step in the audit chain by id, never by the token."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import time
+from collections.abc import Callable
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
+import sqlalchemy as sa
 
 from jitgate.domain.errors import Invalid, NotFound
+from jitgate.entrypoints.api.auth import watch_revocations
 from jitgate.service.ports import AuditQuery, Principal
 from jitgate.service.tokens import (
     authenticate,
     create_token,
     hash_token,
     list_tokens,
+    revocations,
     revoke_tokens,
 )
 
@@ -122,3 +130,43 @@ def test_an_id_that_names_two_tokens_is_refused(db_url: str, make_ctx) -> None:
         revoke_tokens(ctx, which="abcdef0123")
     done = revoke_tokens(ctx, which="abcdef01231")
     assert [info.token_hash for info, _ in done] == ["abcdef0123" + "1" * 54]
+
+
+def test_a_revocation_from_another_process_drops_the_token_cache(
+    db_url: str, make_ctx, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The API's token cache (``watch_revocations``) is dropped once the number of revoked
+    tokens moves; an unreadable count keeps the cache (its entries still time out) and the
+    watch goes on."""
+    ctx, _ = make_ctx(db_url)
+    token, other = create_token(ctx, principal=JANE), create_token(ctx, principal=GATEWAY)
+    cache = {token: (JANE, math.inf), other: (GATEWAY, math.inf)}
+    failing = SimpleNamespace(ctx=SimpleNamespace(uow=_unreachable))
+    watched = SimpleNamespace(ctx=ctx)
+
+    async def until(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 5
+        while not condition():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        down = asyncio.create_task(watch_revocations(failing, cache, 0.01))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        assert not down.done() and len(cache) == 2
+        down.cancel()
+        warned = [r.getMessage() for r in caplog.records if r.name == "jitgate.api"]
+        assert warned == ["cannot read token revocations, retrying: OperationalError"]
+        watch = asyncio.create_task(watch_revocations(watched, cache, 0.01))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        assert len(cache) == 2  # nothing was revoked
+        await asyncio.to_thread(revoke_tokens, ctx, which=token)
+        await until(lambda: not cache)
+        watch.cancel()
+
+    asyncio.run(scenario())
+    assert revocations(ctx) == 1
+
+
+def _unreachable(*_: object, **__: object) -> None:
+    raise sa.exc.OperationalError("SELECT", {}, Exception("database is away"))

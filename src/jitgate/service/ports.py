@@ -168,6 +168,9 @@ class Tokens(Protocol):
         ...
 
     def revoke(self, token_hashes: Sequence[str], now: datetime) -> None: ...
+    def revoked_count(self) -> int:
+        """How many tokens were ever revoked: it only grows (tokens are never deleted)."""
+        ...
 
 
 class IdempotencyKeys(Protocol):

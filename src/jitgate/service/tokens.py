@@ -48,6 +48,13 @@ def authenticate(ctx: Context, *, token: str) -> Principal | None:
         return uow.tokens.find(hash_token(token))
 
 
+def revocations(ctx: Context) -> int:
+    """How many tokens were ever revoked, a number that changes on every revocation: the
+    API's token cache is dropped when it does (``entrypoints.api.auth.watch_revocations``)."""
+    with ctx.uow(write=False, snapshot=False) as uow:
+        return uow.tokens.revoked_count()
+
+
 def list_tokens(ctx: Context, *, include_revoked: bool = False) -> list[TokenInfo]:
     with ctx.uow(write=False) as uow:
         return uow.tokens.infos(include_revoked=include_revoked)

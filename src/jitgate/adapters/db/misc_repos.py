@@ -131,6 +131,11 @@ class SqlTokens:
             .values(revoked_at=now)
         )
 
+    def revoked_count(self) -> int:
+        T = t.api_tokens
+        query = sa.select(sa.func.count()).select_from(T).where(T.c.revoked_at.is_not(None))
+        return int(self._conn.execute(query).scalar_one())
+
 
 class SqlIdempotencyKeys:
     def __init__(self, conn: sa.Connection) -> None:

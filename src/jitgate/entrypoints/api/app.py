@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI
@@ -20,6 +21,7 @@ from jitgate.entrypoints.api import (
     routes_requests,
     routes_service,
 )
+from jitgate.entrypoints.api.auth import WATCH_SECONDS, watch_revocations
 from jitgate.entrypoints.api.fastpath import AuthorizeFastPath
 from jitgate.entrypoints.api.schemas import AuthorizeBody, Problem
 from jitgate.entrypoints.web import routes as web_routes
@@ -79,12 +81,23 @@ class Api(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(app: App) -> FastAPI:
+def create_app(app: App, *, token_watch_seconds: float = WATCH_SECONDS) -> FastAPI:
+    """The API over ``app``; revoked tokens leave the token cache within about
+    ``token_watch_seconds``."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        if app.grant_reader is not None:
-            await app.grant_reader.aclose()
+        watcher = asyncio.create_task(
+            watch_revocations(app, api.state.token_cache, token_watch_seconds)
+        )
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with suppress(asyncio.CancelledError):
+                await watcher
+            if app.grant_reader is not None:
+                await app.grant_reader.aclose()
 
     api = Api(
         lifespan=lifespan,

@@ -3,10 +3,18 @@
 Tokens are looked up by hash; a short in-process cache (seconds) keeps the hot path
 (``/v1/authorize``) off the database for the token, never for the grant. The dependencies
 are ``async`` so that a cache hit costs no hop to the thread pool.
+
+A revocation reaches the cache within about ``WATCH_SECONDS``, from whichever process made
+it (``jitgate token revoke``, another replica): ``watch_revocations`` counts the revoked
+tokens every so often and drops the whole cache when the count moved. Revocations are
+rare, so the cost is a few lookups after each. Should the count be unreadable, entries
+still end after ``CACHE_SECONDS``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Annotated
 
@@ -15,9 +23,11 @@ from starlette.concurrency import run_in_threadpool
 
 from jitgate.bootstrap import App
 from jitgate.service.ports import Principal
-from jitgate.service.tokens import authenticate
+from jitgate.service.tokens import authenticate, revocations
 
+log = logging.getLogger("jitgate.api")
 CACHE_SECONDS = 10.0
+WATCH_SECONDS = 1.0
 CACHE_MAX = 10_000
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -42,6 +52,28 @@ def cached(cache: TokenCache, token: str, now: float) -> Principal | None:
     ``CACHE_SECONDS``."""
     hit = cache.get(token)
     return hit[0] if hit is not None and hit[1] > now else None
+
+
+async def watch_revocations(app: App, cache: TokenCache, every: float = WATCH_SECONDS) -> None:
+    """Drop ``cache`` whenever the number of revoked tokens changes; runs until cancelled.
+    While the count cannot be read (the database is away) the watch retries, and says so
+    once; the cached entries still end after ``CACHE_SECONDS``."""
+    seen: int | None = None
+    failing = False
+    while True:
+        try:
+            count = await run_in_threadpool(revocations, app.ctx)
+        except Exception as exc:
+            if not failing:
+                log.warning("cannot read token revocations, retrying: %s", type(exc).__name__)
+            failing = True
+        else:
+            if failing:
+                log.warning("token revocations are read again")
+            if seen is not None and count != seen:
+                cache.clear()
+            seen, failing = count, False
+        await asyncio.sleep(every)
 
 
 async def principal(request: Request) -> Principal:
