@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from jitgate.entrypoints.api.auth import CACHE_SECONDS
@@ -82,6 +82,12 @@ def test_policy_explain(tmp_path: Path) -> None:
         "root-any",
     )
     one_line_error(refused, "may not request")
+    policy = ["--policy", str(REPO / "examples" / "policy.yaml")]
+    jane = ["--user", "jane.doe@example.com"]
+    elsewhere = run(
+        "policy", "explain", *policy, *jane, "--role", "dev-ssh", "--resource", "prod-db-01"
+    )
+    one_line_error(elsewhere, "none of the requested roles grants access to resource 'prod-db-01'")
 
 
 def test_db_upgrade_and_tokens(tmp_path: Path) -> None:
@@ -112,7 +118,8 @@ def test_tokens_are_listed_and_revoked_and_then_refused(served: Served) -> None:
     assert ids[("service", "gw2")] == hashlib.sha256(used.encode()).hexdigest()[:12]
     assert len(listed) == len(served.tokens) + 2
     table = run("token", "ls", *db, check=True).stdout
-    assert table.splitlines()[0].split() == ["ID", "KIND", "SUBJECT", "CREATED", "REVOKED"]
+    header = ["ID", "KIND", "SUBJECT", "CREATED", "EXPIRES", "REVOKED"]
+    assert table.splitlines()[0].split() == header
     assert fresh not in table and used not in table
 
     done = run("token", "revoke", ids[("user", "lee@example.com")][:8], *db, check=True)
@@ -146,6 +153,36 @@ def test_tokens_are_listed_and_revoked_and_then_refused(served: Served) -> None:
     assert sorted(e["data"]["token"] for e in revoked) == sorted(
         [ids[("user", "lee@example.com")], ids[("service", "gw2")]]
     )
+
+
+def test_a_token_with_a_lifetime_is_refused_once_it_ends(served: Served) -> None:
+    """`token create --expires`: the running server refuses the token from its
+    ``expires_at`` on (by the server's clock), even while it sits in the token cache."""
+    db = ["--db", served.app.settings.database_url]
+    before = datetime.now(UTC)
+    token = run("token", "create", "--service", "gw3", "--expires", "1h", *db, check=True)
+    gateway = served.client(headers={"Authorization": f"Bearer {token.stdout.strip()}"})
+    body = {"user": "jane.doe@example.com", "resource": "prod-bastion"}
+    (info,) = [
+        t for t in json.loads(run("token", "ls", "--json", *db).stdout) if t["subject"] == "gw3"
+    ]
+    expires_at = datetime.fromisoformat(info["expires_at"])
+    assert before + timedelta(hours=1) <= expires_at <= datetime.now(UTC) + timedelta(hours=1)
+    assert "EXPIRES" in run("token", "ls", *db, check=True).stdout
+
+    served.clock.set(expires_at - timedelta(seconds=1))
+    assert gateway.post("/v1/authorize", json=body).status_code == 200
+    assert gateway.post("/v1/authorize", json=body).status_code == 200  # from the cache
+    served.clock.set(expires_at)
+    refused = gateway.post("/v1/authorize", json=body)
+    assert refused.status_code == 401 and "expired" in refused.json()["detail"]
+
+    for bad, words in [
+        ("banana", "is not a duration"),
+        ("-5m", "is not a duration"),
+        ("0s", "longer than zero"),
+    ]:
+        one_line_error(run("token", "create", "x@example.com", "--expires", bad, *db), words)
 
 
 def test_people_commands(served: Served) -> None:

@@ -30,6 +30,11 @@ JANE = Principal("user", "jane.doe@example.com")
 GATEWAY = Principal("service", "gw")
 
 
+def _who(ctx: object, token: str) -> Principal | None:
+    found = authenticate(ctx, token=token)  # type: ignore[arg-type]
+    return found.principal if found else None
+
+
 def _audit(ctx: object) -> list[tuple[str, dict[str, object]]]:
     with ctx.uow(write=False) as uow:  # type: ignore[attr-defined]
         return [(e.type, e.data) for e in uow.audit.find(AuditQuery(limit=100))]
@@ -46,8 +51,8 @@ def test_a_token_is_listed_by_id_and_audited_without_the_token(db_url: str, make
         (hash_token(first)[:12], JANE),
         (hash_token(second)[:12], GATEWAY),
     ]
-    assert authenticate(ctx, token=first) == JANE
-    assert authenticate(ctx, token=second) == GATEWAY
+    assert _who(ctx, first) == JANE
+    assert _who(ctx, second) == GATEWAY
 
     events = _audit(ctx)
     assert [kind for kind, _ in events] == ["token.created", "token.created"]
@@ -72,10 +77,10 @@ def test_revoked_by_id_the_token_stops_working_and_stays_listed(db_url: str, mak
     done = revoke_tokens(ctx, which=token_id[:8].upper())
     assert [(info.id, newly) for info, newly in done] == [(token_id, True)]
     assert done[0][0].revoked_at == clock.now()
-    assert authenticate(ctx, token=token) is None
-    assert authenticate(ctx, token=other) == JANE, "only the named token is revoked"
+    assert _who(ctx, token) is None
+    assert _who(ctx, other) == JANE, "only the named token is revoked"
     assert [i.id for i in list_tokens(ctx)] == [hash_token(other)[:12]]
-    assert token_id in [i.id for i in list_tokens(ctx, include_revoked=True)]
+    assert token_id in [i.id for i in list_tokens(ctx, include_ended=True)]
 
     again = revoke_tokens(ctx, which=token)  # the token itself names it as well
     assert [(info.id, newly) for info, newly in again] == [(token_id, False)]
@@ -93,8 +98,8 @@ def test_revoking_a_principal_revokes_each_of_its_tokens_only(db_url: str, make_
     assert sorted((info.id, newly) for info, newly in done) == sorted(
         [(hash_token(mine[0])[:12], False)] + [(hash_token(t)[:12], True) for t in mine[1:]]
     )
-    assert all(authenticate(ctx, token=t) is None for t in mine)
-    assert authenticate(ctx, token=gateway) == GATEWAY
+    assert all(_who(ctx, t) is None for t in mine)
+    assert _who(ctx, gateway) == GATEWAY
     assert sum(kind == "token.revoked" for kind, _ in _audit(ctx)) == 3
 
 
@@ -115,7 +120,7 @@ def test_a_name_that_names_no_token_is_refused_and_changes_nothing(
     token = create_token(ctx, principal=JANE)
     with pytest.raises(error, match=words):
         revoke_tokens(ctx, which=which)  # type: ignore[arg-type]
-    assert authenticate(ctx, token=token) == JANE
+    assert _who(ctx, token) == JANE
     assert [kind for kind, _ in _audit(ctx)] == ["token.created"]
 
 
@@ -123,13 +128,43 @@ def test_an_id_that_names_two_tokens_is_refused(db_url: str, make_ctx) -> None:
     ctx, _clock = make_ctx(db_url)
     now = ctx.clock.now()
     with ctx.uow() as uow:  # two hashes that share their first 10 digits
-        uow.tokens.add("abcdef0123" + "0" * 54, JANE, now)
-        uow.tokens.add("abcdef0123" + "1" * 54, JANE, now)
+        uow.tokens.add("abcdef0123" + "0" * 54, JANE, now, None)
+        uow.tokens.add("abcdef0123" + "1" * 54, JANE, now, None)
         uow.commit()
     with pytest.raises(Invalid, match="names 2 tokens; give more of its digits"):
         revoke_tokens(ctx, which="abcdef0123")
     done = revoke_tokens(ctx, which="abcdef01231")
     assert [info.token_hash for info, _ in done] == ["abcdef0123" + "1" * 54]
+
+
+def test_a_token_with_a_lifetime_stops_working_when_it_ends(db_url: str, make_ctx) -> None:
+    ctx, clock = make_ctx(db_url)
+    created = clock.now()
+    token = create_token(ctx, principal=GATEWAY, expires_in=timedelta(hours=1))
+    forever = create_token(ctx, principal=JANE)
+    (info,) = [i for i in list_tokens(ctx) if i.principal == GATEWAY]
+    assert info.expires_at == created + timedelta(hours=1)
+    with ctx.uow(write=False) as uow:
+        (event, _) = uow.audit.find(AuditQuery(type="token.created", limit=10))
+    assert event.data["expires_at"] == (created + timedelta(hours=1)).isoformat()
+
+    clock.advance(timedelta(minutes=59, seconds=59))
+    assert _who(ctx, token) == GATEWAY
+    clock.advance(timedelta(seconds=1))
+    assert _who(ctx, token) is None, "a token is not honoured at its expires_at"
+    assert _who(ctx, forever) == JANE
+    assert [i.principal for i in list_tokens(ctx)] == [JANE]
+    assert len(list_tokens(ctx, include_ended=True)) == 2
+    ((revoked, newly),) = revoke_tokens(ctx, which=info.id)  # an expired token can be revoked
+    assert newly and revoked.revoked_at == clock.now()
+
+
+@pytest.mark.parametrize("lifetime", [timedelta(0), timedelta(seconds=-300)])
+def test_a_lifetime_must_be_positive(db_url: str, make_ctx, lifetime: timedelta) -> None:
+    ctx, _ = make_ctx(db_url)
+    with pytest.raises(Invalid, match="must be positive"):
+        create_token(ctx, principal=JANE, expires_in=lifetime)
+    assert list_tokens(ctx, include_ended=True) == []
 
 
 def test_a_revocation_from_another_process_drops_the_token_cache(

@@ -36,10 +36,15 @@ class TokenInfo:
     principal: Principal
     created_at: datetime
     revoked_at: datetime | None
+    expires_at: datetime | None = None
 
     @property
     def id(self) -> str:
         return self.token_hash[:TOKEN_ID_LENGTH]
+
+    def works(self, now: datetime) -> bool:
+        """Neither revoked nor expired at ``now``."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
 
 class GrantView(NamedTuple):
@@ -151,9 +156,11 @@ class Sessions(Protocol):
 
 
 class Tokens(Protocol):
-    def add(self, token_hash: str, principal: Principal, now: datetime) -> None: ...
-    def find(self, token_hash: str) -> Principal | None:
-        """The principal of a live (not revoked) token."""
+    def add(
+        self, token_hash: str, principal: Principal, now: datetime, expires_at: datetime | None
+    ) -> None: ...
+    def find(self, token_hash: str, now: datetime) -> TokenInfo | None:
+        """The token if it works at ``now``: not revoked, not expired."""
         ...
 
     def infos(
@@ -161,10 +168,11 @@ class Tokens(Protocol):
         *,
         hash_prefix: str | None = None,
         principal: Principal | None = None,
-        include_revoked: bool = True,
+        working_at: datetime | None = None,
     ) -> list[TokenInfo]:
         """Stored tokens, oldest first, optionally only those whose hash starts with
-        ``hash_prefix`` (lower-case hex) or that belong to ``principal``."""
+        ``hash_prefix`` (lower-case hex), that belong to ``principal``, or that work at
+        ``working_at``."""
         ...
 
     def revoke(self, token_hashes: Sequence[str], now: datetime) -> None: ...

@@ -1,4 +1,5 @@
-"""API tokens: random, shown once, stored only as a SHA-256 hash; listed and revoked by id.
+"""API tokens: random, shown once, stored only as a SHA-256 hash; listed and revoked by id,
+and optionally ending by themselves (``expires_in``).
 
 A token has 256 bits of entropy, so a fast hash is enough: there is nothing to brute-force.
 Creating and revoking a token are audited (``token.created``, ``token.revoked``) with the
@@ -12,6 +13,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import replace
+from datetime import timedelta
 
 from jitgate.domain.errors import Invalid, NotFound
 from jitgate.domain.events import DomainEvent
@@ -28,24 +30,35 @@ def hash_token(token: str) -> str:
 
 
 def create_token(
-    ctx: Context, *, principal: Principal, actor: str = "system", via: str = "cli"
+    ctx: Context,
+    *,
+    principal: Principal,
+    actor: str = "system",
+    via: str = "cli",
+    expires_in: timedelta | None = None,
 ) -> str:
+    """A new token for ``principal``, shown only here; it stops working ``expires_in``
+    from now (``None``: when revoked)."""
+    if expires_in is not None and expires_in <= timedelta(0):
+        raise Invalid("a token's lifetime must be positive")
     token = PREFIX + secrets.token_urlsafe(32)
     digest = hash_token(token)
     now = ctx.clock.now()
+    expires_at = None if expires_in is None else now + expires_in
     with ctx.uow() as uow:
-        uow.tokens.add(digest, principal, now)
-        info = TokenInfo(digest, principal, now, None)
+        uow.tokens.add(digest, principal, now, expires_at)
+        info = TokenInfo(digest, principal, now, None, expires_at)
         ctx.publish(uow, [_event("token.created", info, actor, via)], None, now)
         uow.commit()
     return token
 
 
-def authenticate(ctx: Context, *, token: str) -> Principal | None:
+def authenticate(ctx: Context, *, token: str) -> TokenInfo | None:
+    """The stored token ``token`` if it works now (not revoked, not expired)."""
     if not token.startswith(PREFIX) or len(token) > 200:
         return None
     with ctx.uow(write=False, snapshot=False) as uow:
-        return uow.tokens.find(hash_token(token))
+        return uow.tokens.find(hash_token(token), ctx.clock.now())
 
 
 def revocations(ctx: Context) -> int:
@@ -55,9 +68,11 @@ def revocations(ctx: Context) -> int:
         return uow.tokens.revoked_count()
 
 
-def list_tokens(ctx: Context, *, include_revoked: bool = False) -> list[TokenInfo]:
+def list_tokens(ctx: Context, *, include_ended: bool = False) -> list[TokenInfo]:
+    """The tokens that work now; with ``include_ended``, the revoked and expired ones too."""
+    working_at = None if include_ended else ctx.clock.now()
     with ctx.uow(write=False) as uow:
-        return uow.tokens.infos(include_revoked=include_revoked)
+        return uow.tokens.infos(working_at=working_at)
 
 
 def revoke_tokens(
@@ -114,4 +129,6 @@ def _event(kind: str, info: TokenInfo, actor: str, via: str) -> DomainEvent:
         "subject": info.principal.subject,
         "via": via,
     }
+    if kind == "token.created" and info.expires_at is not None:
+        data["expires_at"] = info.expires_at.isoformat()
     return DomainEvent(kind, actor, None, data)

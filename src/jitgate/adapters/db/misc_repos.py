@@ -84,31 +84,32 @@ class SqlTokens:
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
 
-    def add(self, token_hash: str, principal: Principal, now: datetime) -> None:
+    def add(
+        self, token_hash: str, principal: Principal, now: datetime, expires_at: datetime | None
+    ) -> None:
         self._conn.execute(
             t.api_tokens.insert().values(
                 token_hash=token_hash,
                 kind=principal.kind,
                 subject=principal.subject,
                 created_at=now,
+                expires_at=expires_at,
             )
         )
 
-    def find(self, token_hash: str) -> Principal | None:
+    def find(self, token_hash: str, now: datetime) -> TokenInfo | None:
         T = t.api_tokens
         row = self._conn.execute(
-            sa.select(T.c.kind, T.c.subject).where(
-                T.c.token_hash == token_hash, T.c.revoked_at.is_(None)
-            )
+            sa.select(T).where(T.c.token_hash == token_hash, *_working(now))
         ).first()
-        return Principal(row.kind, row.subject) if row else None
+        return _token_info(row) if row else None
 
     def infos(
         self,
         *,
         hash_prefix: str | None = None,
         principal: Principal | None = None,
-        include_revoked: bool = True,
+        working_at: datetime | None = None,
     ) -> list[TokenInfo]:
         T = t.api_tokens
         query = sa.select(T).order_by(T.c.created_at, T.c.token_hash)
@@ -116,12 +117,9 @@ class SqlTokens:
             query = query.where(T.c.token_hash.startswith(hash_prefix, autoescape=True))
         if principal is not None:
             query = query.where(T.c.kind == principal.kind, T.c.subject == principal.subject)
-        if not include_revoked:
-            query = query.where(T.c.revoked_at.is_(None))
-        return [
-            TokenInfo(r.token_hash, Principal(r.kind, r.subject), r.created_at, r.revoked_at)
-            for r in self._conn.execute(query).all()
-        ]
+        if working_at is not None:
+            query = query.where(*_working(working_at))
+        return [_token_info(r) for r in self._conn.execute(query).all()]
 
     def revoke(self, token_hashes: Sequence[str], now: datetime) -> None:
         T = t.api_tokens
@@ -135,6 +133,21 @@ class SqlTokens:
         T = t.api_tokens
         query = sa.select(sa.func.count()).select_from(T).where(T.c.revoked_at.is_not(None))
         return int(self._conn.execute(query).scalar_one())
+
+
+def _working(now: datetime) -> tuple[sa.ColumnElement[bool], ...]:
+    T = t.api_tokens
+    return T.c.revoked_at.is_(None), sa.or_(T.c.expires_at.is_(None), T.c.expires_at > now)
+
+
+def _token_info(row: sa.Row[Any]) -> TokenInfo:
+    return TokenInfo(
+        row.token_hash,
+        Principal(row.kind, row.subject),
+        row.created_at,
+        row.revoked_at,
+        row.expires_at,
+    )
 
 
 class SqlIdempotencyKeys:

@@ -125,6 +125,7 @@ api_tokens = sa.Table(
     sa.Column("subject", EMAIL, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("revoked_at", UTCDateTime),
+    sa.Column("expires_at", UTCDateTime),
 )
 
 idempotency_keys = sa.Table(

@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Annotated
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, NamedTuple
 
 from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
@@ -37,7 +39,16 @@ async def get_app(request: Request) -> App:
     return app
 
 
-TokenCache = dict[str, tuple[Principal, float]]
+class Checked(NamedTuple):
+    """A token checked against the database: whose it is, until when (``time.monotonic``)
+    the check holds, and when the token itself expires (``None``: never)."""
+
+    principal: Principal
+    until: float
+    expires_at: datetime | None
+
+
+TokenCache = dict[str, Checked]
 
 
 def bearer(header: str) -> str | None:
@@ -47,11 +58,17 @@ def bearer(header: str) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def cached(cache: TokenCache, token: str, now: float) -> Principal | None:
+def cached(
+    cache: TokenCache, token: str, now: float, wall: Callable[[], datetime]
+) -> Principal | None:
     """The principal of ``token`` if it was checked against the database in the last
-    ``CACHE_SECONDS``."""
+    ``CACHE_SECONDS`` and has not expired since (by ``wall``, the app's clock)."""
     hit = cache.get(token)
-    return hit[0] if hit is not None and hit[1] > now else None
+    if hit is None or hit.until <= now:
+        return None
+    if hit.expires_at is not None and wall() >= hit.expires_at:
+        return None
+    return hit.principal
 
 
 async def watch_revocations(app: App, cache: TokenCache, every: float = WATCH_SECONDS) -> None:
@@ -82,17 +99,17 @@ async def principal(request: Request) -> Principal:
         raise HTTPException(401, "missing bearer token", headers=CHALLENGE)
     cache: TokenCache = request.app.state.token_cache
     now = time.monotonic()
-    hit = cached(cache, token, now)
+    app: App = request.app.state.jitgate
+    hit = cached(cache, token, now, app.ctx.clock.now)
     if hit is not None:
         return hit
-    app: App = request.app.state.jitgate
     found = await run_in_threadpool(authenticate, app.ctx, token=token)
     if found is None:
-        raise HTTPException(401, "invalid or revoked token", headers=CHALLENGE)
+        raise HTTPException(401, "invalid, expired or revoked token", headers=CHALLENGE)
     if len(cache) >= CACHE_MAX:
         cache.clear()
-    cache[token] = (found, now + CACHE_SECONDS)
-    return found
+    cache[token] = Checked(found.principal, now + CACHE_SECONDS, found.expires_at)
+    return found.principal
 
 
 async def user(request: Request) -> str:

@@ -49,7 +49,8 @@ class AuthorizeFastPath:
         if not length.isdigit() or int(length) > SMALL_BODY:
             return False
         token = bearer(headers.get(b"authorization", b"").decode("latin-1"))
-        who = cached(self.cache, token, time.monotonic()) if token else None
+        now = time.monotonic()
+        who = cached(self.cache, token, now, self.jitgate.ctx.clock.now) if token else None
         return who is not None and who.kind == "service"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

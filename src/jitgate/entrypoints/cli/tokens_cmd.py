@@ -56,41 +56,61 @@ def _principal(email: str | None, service: str | None) -> Principal:
 @token.command()
 @click.argument("email", required=False)
 @click.option("--service", "service", default=None, help="A gateway's name instead of a person.")
+@click.option(
+    "--expires",
+    "expires",
+    default=None,
+    metavar="DURATION",
+    help="Stop working this long from now (90d, 12h, PT8H); default: when revoked.",
+)
 @db_option
 @friendly
-def create(email: str | None, service: str | None, db_url: str) -> None:
+def create(email: str | None, service: str | None, expires: str | None, db_url: str) -> None:
     """Create a token for EMAIL, or for --service NAME; print it alone on stdout.
 
-    Only its SHA-256 hash is stored; `jitgate token ls` shows its id. The schema is brought
-    up to date first if needed."""
+    Only its SHA-256 hash is stored; `jitgate token ls` shows its id. With --expires the
+    token stops working after that long. The schema is brought up to date first if
+    needed."""
+    from jitgate.domain.durations import parse_duration
     from jitgate.service.tokens import create_token
 
     principal = _principal(email, service)
+    try:
+        expires_in = None if expires is None else parse_duration(expires)
+    except ValueError as exc:
+        fail(f"--expires: {exc}")
     with _context(db_url) as ctx:
-        click.echo(create_token(ctx, principal=principal))
+        click.echo(create_token(ctx, principal=principal, expires_in=expires_in))
 
 
 @token.command("ls")
-@click.option("--all", "include_revoked", is_flag=True, help="Include revoked tokens.")
+@click.option("--all", "include_ended", is_flag=True, help="Include revoked and expired tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @db_option
 @friendly
-def list_(include_revoked: bool, as_json: bool, db_url: str) -> None:
-    """List the tokens that work; with --all, the revoked ones too.
+def list_(include_ended: bool, as_json: bool, db_url: str) -> None:
+    """List the tokens that work; with --all, the revoked and expired ones too.
 
     Oldest first, each named by its id (the start of its hash), never by the token."""
     from jitgate.service.tokens import list_tokens
 
     with _context(db_url) as ctx:
-        infos = list_tokens(ctx, include_revoked=include_revoked)
+        infos = list_tokens(ctx, include_ended=include_ended)
     if as_json:
         emit_json([_as_dict(info) for info in infos])
         return
     rows = [
-        (i.id, i.principal.kind, i.principal.subject, _when(i.created_at), _when(i.revoked_at))
+        (
+            i.id,
+            i.principal.kind,
+            i.principal.subject,
+            _when(i.created_at),
+            _when(i.expires_at),
+            _when(i.revoked_at),
+        )
         for i in infos
     ]
-    click.echo(table(rows, ["ID", "KIND", "SUBJECT", "CREATED", "REVOKED"]))
+    click.echo(table(rows, ["ID", "KIND", "SUBJECT", "CREATED", "EXPIRES", "REVOKED"]))
 
 
 @token.command()
@@ -105,8 +125,7 @@ def revoke(token_id: str | None, email: str | None, service: str | None, db_url:
     ID is the id `jitgate token ls` shows (8 digits are enough if they name one token); the
     token itself works too. --user EMAIL or --service NAME revokes all of theirs.
 
-    A running server may accept a revoked token for up to 10 seconds more: it keeps the
-    tokens it has checked for that long."""
+    Running servers notice within about a second and refuse the token from then on."""
     from jitgate.service.tokens import revoke_tokens
 
     if sum(x is not None for x in (token_id, email, service)) != 1:
@@ -132,5 +151,6 @@ def _as_dict(info: TokenInfo) -> dict[str, object]:
         "kind": info.principal.kind,
         "subject": info.principal.subject,
         "created_at": info.created_at.isoformat(),
+        "expires_at": info.expires_at.isoformat() if info.expires_at else None,
         "revoked_at": info.revoked_at.isoformat() if info.revoked_at else None,
     }
