@@ -303,6 +303,39 @@ def test_extension_moves_ends_at_and_is_capped(db_url: str, make_ctx) -> None:
     _chain_ok(ctx)
 
 
+def test_extending_an_extension_extends_the_original_within_its_max(db_url: str, make_ctx) -> None:
+    """An extension's id names the grant it extends: the new request extends the original,
+    the role's maximum (sre-oncall: 8h) counts from the original's start, and revoking the
+    original takes back every extension."""
+    ctx, clock = make_ctx(db_url)
+    grant = _active_prod_grant(ctx, clock, duration=4 * H)
+    starts_at = grant.starts_at
+    assert starts_at is not None
+    first = extend_request(ctx, request_id=grant.id, requester=JANE, duration=3 * H, reason="a")
+    approve_request(ctx, request_id=first.id, approver=_oncall(ctx))
+    approve_request(ctx, request_id=first.id, approver=MARK)
+
+    second = extend_request(ctx, request_id=first.id, requester=JANE, duration=3 * H, reason="b")
+    assert second.extends == grant.id
+    approve_request(ctx, request_id=second.id, approver=_oncall(ctx))
+    approved = approve_request(ctx, request_id=second.id, approver=MARK).request
+    assert _get(ctx, grant.id).ends_at == starts_at + 8 * H
+    assert (approved.starts_at, approved.ends_at) == (starts_at + 7 * H, starts_at + 8 * H)
+    with pytest.raises(Invalid, match="maximum"):
+        extend_request(ctx, request_id=second.id, requester=JANE, duration=H, reason="c")
+    clock.set(starts_at + 8 * H)
+    assert not _allowed(ctx, type="ssh", environment="production")
+
+    clock.set(starts_at + H)
+    revoke_request(ctx, request_id=grant.id, actor=SEC, reason="incident closed")
+    assert {_get(ctx, r.id).state for r in (grant, first, second)} == {State.REVOKED}
+    for later in (2 * H, 5 * H, 7 * H + M):
+        clock.set(starts_at + later)
+        lifecycle.tick(ctx)
+        assert not _allowed(ctx, type="ssh", environment="production")
+    _chain_ok(ctx)
+
+
 def test_a_role_that_is_not_extendable_cannot_be_extended(db_url: str, make_ctx) -> None:
     ctx, _clock = make_ctx(db_url)
     request = _create(ctx, "dev-ssh")  # dev-ssh: extendable false

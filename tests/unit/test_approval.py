@@ -181,6 +181,14 @@ def test_all_needs_every_spec_each_by_a_different_person() -> None:
     ]
 
 
+def test_a_spec_repeated_in_all_needs_as_many_different_people() -> None:
+    rules = [_rule("all", GROUP_SRE, GROUP_SRE)]
+    assert not _evaluate(rules, [_ok(SRE1)]).satisfied
+    result = _evaluate(rules, [_ok(SRE1), _ok(SRE2)])
+    assert result.satisfied
+    assert sorted(str(r.satisfied_by) for r in result.requirements) == [SRE1, SRE2]
+
+
 def test_one_person_matching_two_specs_of_all_satisfies_only_one() -> None:
     directory = _directory(manager=SRE1)  # the on-call is also the requester's manager
     rules = [_rule("all", ONCALL, MANAGER)]

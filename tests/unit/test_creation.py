@@ -10,7 +10,7 @@ import pytest
 from jitgate.domain.approval import POLICY_ACTOR
 from jitgate.domain.creation import Draft, open_request
 from jitgate.domain.errors import Forbidden, Invalid
-from jitgate.domain.policy import ApproverSpec, Policy, Resource, Role, Scope
+from jitgate.domain.policy import ApprovalRule, ApproverSpec, Match, Policy, Resource, Role, Scope
 from jitgate.domain.request import AccessRequest
 from jitgate.domain.states import State
 
@@ -68,6 +68,32 @@ def test_a_scope_no_approval_entry_matches_cannot_be_requested(example_policy: P
         _open(policy, "ftp-prod")
     with pytest.raises(Forbidden, match="no approval rule"):
         _open(policy, "dev-ssh", "ftp-prod")  # combined with a self-approved role
+
+
+def test_a_grant_of_any_environment_needs_the_rule_of_every_environment(
+    example_policy: Policy,
+) -> None:
+    """ssh in ``any`` environment reaches production, so the ssh/production rule (on-call
+    AND manager) applies even after an entry that would approve ssh/any by itself."""
+    anywhere = Role("ssh-anywhere", (Scope("ssh", "any"),), ("developers",), default_duration=H)
+    catch_all = ApprovalRule(len(example_policy.approval), Match(type="ssh"), "self")
+    policy = dataclasses.replace(
+        example_policy,
+        roles={**example_policy.roles, "ssh-anywhere": anywhere},
+        approval=(*example_policy.approval, catch_all),
+    )
+    request = _open(policy, "ssh-anywhere")
+    assert request.state is State.PENDING
+    fitting = {r.index for r in policy.approval if r.match.type in ("ssh", None)}
+    assert {r.index for r in request.rules} == fitting  # dev, staging, production, catch-all
+    assert {(r.match.environment, r.kind) for r in request.rules} >= {("production", "all")}
+
+    ssh_only_in_production = dataclasses.replace(
+        policy,
+        approval=tuple(r for r in example_policy.approval if r.match.environment == "production"),
+    )
+    with pytest.raises(Forbidden, match="no approval rule covers ssh/any"):
+        _open(ssh_only_in_production, "ssh-anywhere")
 
 
 @pytest.mark.parametrize(

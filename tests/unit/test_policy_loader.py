@@ -477,6 +477,19 @@ def test_threshold_and_user_specs_read() -> None:
     assert rule.threshold == 2
 
 
+def test_a_spec_repeated_in_all_asks_for_that_many_people() -> None:
+    """``all: [{group: sre}, {group: sre}]``: two different SREs (SPEC §2: each spec by a
+    different person); in ``any`` a repeated spec adds nothing and is read once."""
+    policy = load_policy_text(
+        "version: 1\napproval:\n"
+        "  - {match: {type: root}, all: [{group: sre}, {group: sre}]}\n"
+        "  - {match: {type: ssh}, any: [{group: sre}, {group: sre}]}\n"
+    )
+    sre = ApproverSpec("group", "sre")
+    assert policy.approval[0].specs == (sre, sre)
+    assert policy.approval[1].specs == (sre,)
+
+
 def test_top_level_shape_and_version() -> None:
     assert _one("- 1\n- 2\n").message.startswith("the top level must be a mapping")
     assert _one("settings: {}\n").path == "version"

@@ -53,7 +53,7 @@ def open_request(
 ) -> AccessRequest:
     """Validate ``draft`` against ``policy`` and return a new pending (or self-approved) request."""
     roles = resolve_roles(policy, draft.roles, requester)
-    scopes = _scopes(policy, roles, draft.resources)
+    scopes = request_scopes(policy, roles, draft.resources)
     rules = rules_for(policy, scopes)
     _check_text(draft)
     bounds = duration_bounds(policy, roles, draft.purpose)
@@ -104,7 +104,11 @@ def resolve_roles(policy: Policy, names: tuple[str, ...], requester: str) -> lis
     return roles
 
 
-def _scopes(policy: Policy, roles: list[Role], resources: tuple[str, ...]) -> tuple[Scope, ...]:
+def request_scopes(
+    policy: Policy, roles: list[Role], resources: tuple[str, ...]
+) -> tuple[Scope, ...]:
+    """What a request reaches: the named resources (each granted by one of ``roles``), or
+    without resources every grant of ``roles``."""
     if len(set(resources)) != len(resources):
         raise Invalid("resources must not repeat a resource")
     if not resources:
@@ -121,13 +125,17 @@ def _scopes(policy: Policy, roles: list[Role], resources: tuple[str, ...]) -> tu
 
 
 def rules_for(policy: Policy, scopes: tuple[Scope, ...]) -> tuple[ApprovalRule, ...]:
-    """Every approval entry that any scope matches (first fit per scope), in policy order."""
+    """Every approval entry that any scope matches (first fit per scope), in policy order.
+
+    A scope of ``environment: any`` reaches every environment, so it needs the rule of
+    each (``Policy.reach``): a rule for one environment is never skipped by granting all."""
     found: dict[int, ApprovalRule] = {}
-    for scope in scopes:
-        rule = policy.rule_for(scope)
+    for reached in (r for scope in scopes for r in policy.reach(scope)):
+        rule = policy.rule_for(reached)
         if rule is None:
             raise Forbidden(
-                f"no approval rule covers {scope.type}/{scope.environment}: it cannot be requested"
+                f"no approval rule covers {reached.type}/{reached.environment}: "
+                "it cannot be requested"
             )
         found[rule.index] = rule
     return tuple(found[i] for i in sorted(found))

@@ -212,5 +212,18 @@ class Policy:
         """The first approval entry whose match fits ``scope`` (SPEC §2), or ``None``."""
         return next((rule for rule in self.approval if rule.match.fits(scope)), None)
 
+    def reach(self, scope: Scope) -> tuple[Scope, ...]:
+        """The scopes a grant of ``scope`` reaches: itself, and for ``environment: any``
+        also every environment this policy names (SPEC's three, resources, role grants,
+        approval matches), each of which an approval entry may treat on its own."""
+        if scope.environment != ANY:
+            return (scope,)
+        named = {"development", "staging", "production"}
+        named.update(r.environment for r in self.resources.values())
+        named.update(g.environment for role in self.roles.values() for g in role.grants)
+        named.update(rule.match.environment or ANY for rule in self.approval)
+        named.discard(ANY)
+        return (scope, *(Scope(scope.type, env) for env in sorted(named)))
+
     def is_admin(self, email: str) -> bool:
         return bool(self.directory.groups_of(email) & set(self.settings.admins))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from jitgate.domain.approval import spec_candidates
-from jitgate.domain.creation import duration_bounds, resolve_roles, rules_for
+from jitgate.domain.creation import duration_bounds, request_scopes, resolve_roles, rules_for
 from jitgate.domain.errors import DomainError
 from jitgate.domain.policy import ApproverSpec, Policy, Scope
 
@@ -82,11 +82,7 @@ def explain(
     user = user.lower()
     try:
         found = resolve_roles(policy, roles, user)
-        scopes = tuple(policy.resources[r].scope for r in resources if r in policy.resources)
-        unknown = [r for r in resources if r not in policy.resources]
-        if unknown:
-            return Explanation(user, roles, False, f"unknown resource {unknown[0]!r}")
-        scopes = scopes or tuple(dict.fromkeys(g for r in found for g in r.grants))
+        scopes = request_scopes(policy, found, resources)
         rules = rules_for(policy, scopes)
         bounds = duration_bounds(policy, found, purpose)
     except DomainError as exc:

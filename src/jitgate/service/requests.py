@@ -61,20 +61,27 @@ def _replay(request: AccessRequest | None, seen_hash: str, body_hash: str | None
 def extend_request(
     ctx: Context, *, request_id: str, requester: str, duration: timedelta, reason: str
 ) -> AccessRequest:
-    """A new request with ``extends`` that goes through the same approval (SPEC §3)."""
+    """A new request with ``extends`` that goes through the same approval (SPEC §3).
+
+    Extending an extension extends its original: ``extends`` always names the request
+    whose grant moves, so the role's maximum counts from that grant's start, and revoking
+    the original takes every extension with it."""
     now = ctx.clock.now()
     policy = ctx.policy.current
     requester = requester.strip().lower()
     with ctx.uow() as uow:
-        original = uow.requests.get(request_id, for_update=True)
-        if original is None:
+        named = uow.requests.get(request_id)
+        if named is None:
             raise NotFound(f"no request {request_id}")
-        if original.requester != requester:
+        if named.requester != requester:
             raise Forbidden("only the requester can extend a request")
-        if original.state not in (State.APPROVED, State.ACTIVE):
-            raise Conflict(
-                f"request {request_id} is {original.state.value}; only a live grant extends"
-            )
+        original = uow.requests.get(named.extends or named.id, for_update=True)
+        assert original is not None, "an extension's original is never deleted"
+        for live in {named.id: named, original.id: original}.values():
+            if live.state not in (State.APPROVED, State.ACTIVE):
+                raise Conflict(
+                    f"request {live.id} is {live.state.value}; only a live grant extends"
+                )
         _check_extendable(ctx, original)
         draft = Draft(
             roles=original.roles,

@@ -44,7 +44,10 @@ def _entry(check: Checker, raw: Any, index: int, schedules: Collection[str]) -> 
     kind = _kind(check, data, path)
     specs: tuple[ApproverSpec, ...] = ()
     if kind in ("any", "all"):
-        specs = read_specs(check, data[kind], (*path, kind), schedules, non_empty=True)
+        # ``all: [{group: sre}, {group: sre}]`` asks for two different SREs: kept twice
+        specs = read_specs(
+            check, data[kind], (*path, kind), schedules, non_empty=True, unique=kind == "any"
+        )
     threshold = _threshold(check, data, path, kind)
     escalate: tuple[ApproverSpec, ...] = ()
     if "escalate_to" in data:
@@ -101,10 +104,13 @@ def read_specs(
     schedules: Collection[str],
     *,
     non_empty: bool = False,
+    unique: bool = True,
 ) -> tuple[ApproverSpec, ...]:
+    """The specs listed at ``path``; a repeated one is kept only if not ``unique``."""
     listed = check.items(raw, path, non_empty=non_empty)
     found = (_spec(check, item, (*path, i), schedules) for i, item in enumerate(listed or []))
-    return tuple(dict.fromkeys(s for s in found if s is not None))
+    specs = [s for s in found if s is not None]
+    return tuple(dict.fromkeys(specs)) if unique else tuple(specs)
 
 
 def _spec(check: Checker, raw: Any, path: Path, schedules: Collection[str]) -> ApproverSpec | None:
