@@ -34,6 +34,10 @@ def test_request_approve_use_revoke(served: Served, on_call: str) -> None:
 
     first = served.client(on_call).post(f"/v1/requests/{rid}/approve", json={"comment": "ok"})
     assert first.status_code == 200 and first.json()["state"] == "pending"
+    assert on_call not in first.json()["eligible_approvers"], "who approved is done"
+    assert "mark.lee@example.com" in first.json()["eligible_approvers"]
+    mine = jane.get("/v1/requests", params={"requester": "me"}).json()["items"]
+    assert [r["id"] for r in mine] == [rid]
     final = served.client("mark.lee@example.com").post(f"/v1/requests/{rid}/approve")
     body = final.json()
     assert body["state"] == "active"
@@ -58,6 +62,9 @@ def test_request_approve_use_revoke(served: Served, on_call: str) -> None:
     )
     assert session.status_code == 201 and session.json()["request_id"] == rid
     sid = session.json()["id"]
+    for unsafe in ("javascript:alert(1)", "file:///etc/passwd", "https://"):
+        refused = gateway.post(f"/v1/sessions/{sid}/end", json={"recording_url": unsafe})
+        assert refused.status_code == 422 and "http" in refused.json()["detail"]
     ended = gateway.post(
         f"/v1/sessions/{sid}/end", json={"recording_url": "https://rec.example.com/s/1"}
     )

@@ -37,6 +37,11 @@ def assert_problem(response: httpx.Response, status: int, words: str) -> None:
         ({"roles": ["dev-ssh"], "reason": "x", "extra": 1}, "extra"),
         ({"roles": "dev-ssh", "reason": "x"}, "roles"),
         ({"roles": ["dev-ssh"], "reason": "x" * 2001}, "reason"),
+        ({"roles": ["dev-ssh"], "reason": "x", "cap": "yes"}, "cap: Input should be a valid bool"),
+    ]
+    + [
+        ({"roles": ["dev-ssh"], "reason": "x", "duration": bad}, "duration: must be a duration")
+        for bad in ("", 0, -5, True, 10 * 365 * 86400 + 1)
     ],
 )
 def test_invalid_bodies(served: Served, body: dict, words: str) -> None:
@@ -47,7 +52,13 @@ def test_malformed_json(served: Served) -> None:
     response = served.client(JANE).post(
         "/v1/requests", content=b"{not json", headers={"Content-Type": "application/json"}
     )
-    assert_problem(response, 422, "JSON")
+    assert_problem(response, 422, "body: the body is not valid JSON (it breaks at character 1)")
+
+
+def test_a_duration_in_seconds_is_taken(served: Served) -> None:
+    body = {"roles": ["dev-ssh"], "reason": "x", "duration": 5400}
+    created = served.client(JANE).post("/v1/requests", json=body)
+    assert created.status_code == 201 and created.json()["duration_seconds"] == 5400
 
 
 def test_two_megabyte_reason(served: Served) -> None:
@@ -142,6 +153,9 @@ def test_bad_cursor_and_limits(served: Served) -> None:
         422,
         "zone",
     )
+    for moment in ("50", "yesterday", "2026-13-01T00:00:00Z"):
+        answer = served.client("sec@example.com").get("/v1/audit", params={"since": moment})
+        assert_problem(answer, 422, "since must be an ISO 8601 time")
     # found by schemathesis: a cursor past 64 bits overflowed the driver (was a 500)
     sec = served.client("sec@example.com")
     assert_problem(sec.get("/v1/audit", params={"cursor": 2**63}), 422, "cursor")
@@ -211,6 +225,17 @@ def test_authorize_bodies_are_checked_like_any_body(
     assert response.json()["errors"]
     # the token is checked first: without one it is a 401 whatever the body
     assert_problem(served.client().post("/v1/authorize", content=content), 401, "bearer")
+
+
+@pytest.mark.parametrize("path", ["/v1/authorize", "/v1/sessions"])
+@pytest.mark.parametrize("extra", [{"type": "database"}, {"environment": "development"}])
+def test_a_resource_and_a_type_or_environment_together_are_refused(
+    served: Served, path: str, extra: dict[str, str]
+) -> None:
+    """Which one would count? Neither: a gateway names a resource, or a type and an
+    environment."""
+    body = {"user": JANE, "resource": "prod-bastion", **extra}
+    assert_problem(served.client("gateway").post(path, json=body), 422, "not both")
 
 
 def test_the_authorize_body_is_documented_in_openapi(served: Served) -> None:

@@ -222,6 +222,29 @@ def test_escalation_by_tick_lets_escalate_to_stand_in(db_url: str, make_ctx) -> 
     _chain_ok(ctx)
 
 
+def test_a_decision_after_escalate_at_escalates_even_if_the_scheduler_is_late(
+    db_url: str, make_ctx
+) -> None:
+    """No tick ran: a stand-in's approval at ``escalate_at`` escalates the request first
+    (audited, notified) and counts, exactly as after the scheduler's escalation."""
+    ctx, clock = make_ctx(db_url)
+    request = _create(ctx, "sre-oncall")
+    clock.set(request.escalate_at - TICK)
+    with pytest.raises(Forbidden):
+        approve_request(ctx, request_id=request.id, approver=LEE)
+    clock.set(request.escalate_at)
+    after = approve_request(ctx, request_id=request.id, approver=LEE).request
+    assert after.escalated and after.state is State.PENDING
+    assert [a.approver for a in after.approvals] == [LEE]
+    assert _types(ctx, request.id)[:3] == [
+        "request.created",
+        "request.escalated",
+        "approval.recorded",
+    ]
+    assert lifecycle.tick(ctx).escalated == 0  # not twice
+    _chain_ok(ctx)
+
+
 def test_scheduled_start_is_activated_by_tick(db_url: str, make_ctx) -> None:
     ctx, clock = make_ctx(db_url)
     begin = clock.now() + 2 * H

@@ -77,13 +77,16 @@ class AccessRequest:
         )
 
     def approvers_now(self, directory: Directory, now: datetime) -> frozenset[str]:
-        return appr.candidates(
+        """Everyone who may still approve at ``now``: eligible, and not already decided."""
+        decided = {a.approver.lower() for a in self.approvals}
+        eligible = appr.candidates(
             self.rules,
             requester=self.requester,
             directory=directory,
             at=now,
             escalated=self.escalated,
         )
+        return frozenset(p for p in eligible if p.lower() not in decided)
 
     def honoured(self, now: datetime) -> bool:
         """Whether the grant may be used at ``now``: active and inside its window."""

@@ -60,6 +60,8 @@ def _target(
     policy: Policy, resource: str | None, type_: str | None, environment: str | None
 ) -> Scope:
     if resource is not None:
+        if type_ is not None or environment is not None:
+            raise Invalid("give either resource, or type and environment, not both")
         known = policy.resources.get(resource)
         if known is None:
             raise Invalid(f"unknown resource {resource!r}")

@@ -39,7 +39,7 @@ def approve_request(
     approver = approver.strip().lower()
     with ctx.uow() as uow:
         request, original = _lock_family(uow, request_id)
-        _expire_if_overdue(ctx, uow, request, now)
+        _catch_up_timers(ctx, uow, request, now)
         evaluation = request.approve(
             approver, directory=directory, now=now, comment=comment, via=via
         )
@@ -61,7 +61,7 @@ def deny_request(
     approver = approver.strip().lower()
     with ctx.uow() as uow:
         request, _original = _lock_family(uow, request_id)
-        _expire_if_overdue(ctx, uow, request, now)
+        _catch_up_timers(ctx, uow, request, now)
         request.deny(approver, reason=reason, directory=directory, now=now, via=via)
         ctx.persist(uow, request, now)
         uow.commit()
@@ -104,13 +104,16 @@ def _lock_family(uow: UnitOfWork, request_id: str) -> tuple[AccessRequest, Acces
     return request, original
 
 
-def _expire_if_overdue(
+def _catch_up_timers(
     ctx: Context, uow: UnitOfWork, request: AccessRequest, now: datetime
 ) -> None:
     """A decision arriving after the pending TTL expires the request instead (one outcome);
-    judged at the decision's own ``now``."""
+    one arriving after ``escalate_at`` escalates it first, as the scheduler would have.
+    Both are judged at the decision's own ``now``."""
     if request.state is State.PENDING and now >= request.expires_at:
         request.expire_pending(now)
         ctx.persist(uow, request, now)
         uow.commit()
         raise Conflict(f"request {request.id} expired at {request.expires_at.isoformat()}")
+    if request.state is State.PENDING and not request.escalated and now >= request.escalate_at:
+        request.escalate(now)  # due, and the scheduler has not got to it: its stand-ins count

@@ -52,15 +52,25 @@ def _domain(_: Request, exc: Exception) -> JSONResponse:
 
 def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    parts = []
-    for error in exc.errors()[:10]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {error.get('msg', 'invalid')}")
-    return problem(
-        422,
-        "; ".join(parts) or "invalid request",
-        errors=[{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()[:10]],
-    )
+    found = [(list(e.get("loc", ())), _message(e)) for e in exc.errors()[:10]]
+    parts = [f"{_where(loc, message)}: {message}" for loc, message in found]
+    errors = [{"loc": loc, "msg": message} for loc, message in found]
+    return problem(422, "; ".join(parts) or "invalid request", errors=errors)
+
+
+def _message(error: dict[str, Any]) -> str:
+    """Pydantic's message, said for people: a body that is not JSON names where it broke,
+    and a check's own message loses pydantic's "Value error, " prefix."""
+    if error.get("type") == "json_invalid":
+        at = error.get("loc", ())[-1]
+        return f"the body is not valid JSON (it breaks at character {at})"
+    return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+def _where(loc: list[Any], message: str) -> str:
+    if message.startswith("the body is not valid JSON"):
+        return "body"
+    return ".".join(str(p) for p in loc if p != "body") or "body"
 
 
 def _http(_: Request, exc: Exception) -> JSONResponse:

@@ -26,17 +26,22 @@ MAX_SEQ = 2**63 - 1  # audit_events.seq is a signed 64-bit integer on both datab
 def audit(
     app: AppDep,
     who: UserDep,
-    since: datetime | None = None,
+    since: Annotated[
+        str | None, Query(max_length=64, description="ISO 8601 with a time zone")
+    ] = None,
     type: Annotated[str | None, Query(max_length=64)] = None,
     actor: Annotated[str | None, Query(max_length=320)] = None,
     request_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
 ) -> s.AuditPage:
-    if since is not None and since.tzinfo is None:
-        raise HTTPException(422, "since needs a time zone (use Z or +00:00)")
     query = AuditQuery(
-        since=since, type=type, actor=actor, request_id=request_id, after_seq=cursor, limit=limit
+        since=_moment(since),
+        type=type,
+        actor=actor,
+        request_id=request_id,
+        after_seq=cursor,
+        limit=limit,
     )
     found = queries.audit_events(app.ctx, viewer=who, query=query)
     more = str(found[-1].seq) if len(found) == limit else None
@@ -87,3 +92,19 @@ def readyz(app: AppDep) -> Any:
     if revision is None:
         return JSONResponse({"status": "unavailable", "detail": "run `jitgate db upgrade`"}, 503)
     return {"status": "ready", "schema": revision, "policy": app.ctx.policy.current.digest}
+
+
+def _moment(text: str | None) -> datetime | None:
+    """An ISO 8601 time with its zone (``2026-03-02T10:00:00Z``); a bare number is refused
+    rather than read as seconds since 1970."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise HTTPException(
+            422, f"since must be an ISO 8601 time such as 2026-03-02T10:00:00Z, not {text!r}"
+        ) from None
+    if when.tzinfo is None:
+        raise HTTPException(422, "since needs a time zone (use Z or +00:00)")
+    return when

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
+    StrictBool,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -22,10 +26,23 @@ from jitgate.domain.states import State
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REASON)]
 Email = Annotated[str, StringConstraints(min_length=3, max_length=320, strip_whitespace=True)]
-DurationIn = (
-    Annotated[str, StringConstraints(min_length=1, max_length=40)]
-    | Annotated[int, Field(gt=0, le=10 * 365 * 86400)]
-)
+MAX_SECONDS = 10 * 365 * 86400
+
+
+def _duration_in(value: Any) -> Any:
+    """A duration string (checked by the domain) or a whole number of seconds, with one
+    plain message for anything else instead of one per accepted form."""
+    if isinstance(value, str) and 0 < len(value.strip()) <= 40:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_SECONDS:
+        return value
+    raise ValueError(
+        "must be a duration like 45s, 30m, 2h, 1h30m, 7d or PT2H, "
+        f"or a whole number of seconds from 1 to {MAX_SECONDS}"
+    )
+
+
+DurationIn = Annotated[str | int, PlainValidator(_duration_in, json_schema_input_type=str | int)]
 
 
 NUL = "\x00"
@@ -86,7 +103,7 @@ class CreateBody(Strict):
     urgency: Literal["low", "normal", "high"] = "normal"
     purpose: Name | None = None
     start_at: datetime | None = None
-    cap: bool = False
+    cap: StrictBool = False
 
 
 class ApproveBody(Strict):
@@ -119,6 +136,16 @@ class SessionBody(Strict):
 
 class EndSessionBody(Strict):
     recording_url: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+    @field_validator("recording_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        """An auditor opens it from the evidence: only an http(s) address with a host."""
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// address")
+        return value
 
 
 class ApprovalOut(BaseModel):
