@@ -245,6 +245,26 @@ def test_a_decision_after_escalate_at_escalates_even_if_the_scheduler_is_late(
     _chain_ok(ctx)
 
 
+def test_the_on_call_asking_for_sre_oncall_is_approved_after_escalation(
+    db_url: str, make_ctx
+) -> None:
+    """Every rule of sre-oncall names the SRE on call, who never approves their own
+    request: the example policy's escalation to the SRE leads (RFC 10.3.4) lets it through
+    instead of leaving it pending until it expires."""
+    ctx, clock = make_ctx(db_url)
+    on_call = _oncall(ctx)
+    request = _create(ctx, "sre-oncall", requester=on_call)
+    assert approve_request(ctx, request_id=request.id, approver=MARK).request.state is State.PENDING
+    clock.set(request.escalate_at)
+    lifecycle.tick(ctx)
+    done = approve_request(ctx, request_id=request.id, approver=LEE).request
+    assert done.state is State.ACTIVE
+    assert {r.satisfied_by for r in done.evaluation(ctx.policy.current.directory).requirements} == {
+        MARK,
+        LEE,
+    }
+
+
 def test_scheduled_start_is_activated_by_tick(db_url: str, make_ctx) -> None:
     ctx, clock = make_ctx(db_url)
     begin = clock.now() + 2 * H

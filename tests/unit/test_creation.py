@@ -330,13 +330,13 @@ G = ApproverSpec
         ),
         ("database", "development", "self", (), ()),
         ("database", "staging", "self", (), ()),
-        ("database", "production", "any", (G("oncall", "dba"),), ()),
+        ("database", "production", "any", (G("oncall", "dba"),), (G("group", "dba"),)),
         ("root", "development", "all", (G("group", "security"), G("manager")), ()),
         ("root", "staging", "all", (G("group", "security"), G("manager")), ()),
         ("root", "production", "all", (G("group", "security"), G("manager")), ()),
         ("kubernetes", "development", "self", (), ()),
         ("kubernetes", "staging", "self", (), ()),
-        ("kubernetes", "production", "any", (G("oncall", "sre"),), ()),
+        ("kubernetes", "production", "any", (G("oncall", "sre"),), (G("group", "sre-leads"),)),
     ],
 )
 def test_rfc_10_3_1_rule_of_each_type_and_environment(

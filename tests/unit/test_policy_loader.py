@@ -68,11 +68,23 @@ def test_example_approval_table_is_rfc_10_3_1(example: Policy) -> None:
         ),
         ApprovalRule(3, Match("database", "development"), "self"),
         ApprovalRule(4, Match("database", "staging"), "self"),
-        ApprovalRule(5, Match("database", "production"), "any", (ApproverSpec("oncall", "dba"),)),
+        ApprovalRule(
+            5,
+            Match("database", "production"),
+            "any",
+            (ApproverSpec("oncall", "dba"),),
+            escalate_to=(ApproverSpec("group", "dba"),),
+        ),
         ApprovalRule(6, Match("root", "any"), "all", (ApproverSpec("group", "security"), manager)),
         ApprovalRule(7, Match("kubernetes", "development"), "self"),
         ApprovalRule(8, Match("kubernetes", "staging"), "self"),
-        ApprovalRule(9, Match("kubernetes", "production"), "any", (oncall,)),
+        ApprovalRule(
+            9,
+            Match("kubernetes", "production"),
+            "any",
+            (oncall,),
+            escalate_to=(ApproverSpec("group", "sre-leads"),),
+        ),
     )
     assert example.approval == expected
     root_rule = example.rule_for(Scope("root", "staging"))
