@@ -174,11 +174,24 @@ def test_list_filters_and_pagination(served: Served) -> None:
     pending = create(served, JANE, roles=["staging-ssh"])
     todo = served.client("priya@example.com").get("/v1/requests", params={"approver": "me"})
     assert [r["id"] for r in todo.json()["items"]] == [pending["id"]]
+    # a pending request waits on an approver until they decided it, then it is history
+    prod = create(served, JANE, roles=["sre-oncall"])
+    mark = served.client("mark.lee@example.com")
+    waiting = {"approver": "me", "state": "pending"}
+    assert [r["id"] for r in mark.get("/v1/requests", params=waiting).json()["items"]] == [
+        prod["id"]
+    ]
+    assert mark.post(f"/v1/requests/{prod['id']}/approve").json()["state"] == "pending"
+    assert mark.get("/v1/requests", params=waiting).json()["items"] == []
+    mine = mark.get("/v1/requests", params={"approver": "me"}).json()["items"]
+    assert [r["id"] for r in mine] == []  # still pending, and no longer waiting on mark
+    priya = served.client("priya@example.com")
+    assert priya.post(f"/v1/requests/{pending['id']}/approve").json()["state"] == "active"
+    done = priya.get("/v1/requests", params={"approver": "me"}).json()["items"]
+    assert [r["id"] for r in done] == [pending["id"]]  # decided: she took part
     assert jane.get("/v1/requests", params={"requester": "sam@example.com"}).status_code == 403
-    assert (
-        jane.get("/v1/requests", params={"state": "pending"}).json()["items"][0]["id"]
-        == (pending["id"])
-    )
+    still = jane.get("/v1/requests", params={"state": "pending"}).json()["items"]
+    assert [r["id"] for r in still] == [prod["id"]]
 
 
 def test_idempotency_key(served: Served) -> None:

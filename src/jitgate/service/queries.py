@@ -83,11 +83,11 @@ def list_requests(
 
 
 def _approver_of(ctx: Context, request: AccessRequest, viewer: str) -> bool:
-    if any(a.approver == viewer for a in request.approvals):
-        return True
-    return request.state is State.PENDING and request.can_decide(
-        viewer, ctx.policy.current.directory, ctx.clock.now()
-    )
+    """``approver=me``: a pending request that waits on ``viewer`` (eligible, not yet
+    decided by them); a decided one that ``viewer`` took part in."""
+    if request.state is State.PENDING:
+        return viewer in request.approvers_now(ctx.policy.current.directory, ctx.clock.now())
+    return any(a.approver == viewer for a in request.approvals)
 
 
 def request_events(ctx: Context, *, request_id: str, viewer: str) -> list[AuditRecord]:

@@ -1,15 +1,30 @@
-"""``jitgate audit``: list events from the server; ``export`` and ``verify`` work offline."""
+"""``jitgate audit``: list events from the server; ``export`` and ``verify`` work offline.
+
+``verify FILE`` checks the chain with the same rules as the database's (``verify_chain``);
+a line that is not JSON, or not an event object, is reported by its number: a damaged
+export is one line and exit 1, never a traceback.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
 
 import click
 
+from jitgate.domain.audit import CHAINED_FIELDS
 from jitgate.entrypoints.cli.client import Api, server_options
-from jitgate.entrypoints.cli.common import db_option, emit_json, friendly, opened, table
+from jitgate.entrypoints.cli.common import (
+    cannot,
+    db_option,
+    emit_json,
+    fail,
+    friendly,
+    opened,
+    table,
+)
 
 
 @click.group(invoke_without_command=True)
@@ -74,7 +89,10 @@ def export(db_url: str, out: str) -> None:
     """Write every audit event as JSON Lines, in chain order."""
     from jitgate.adapters.db.uow import SqlUnitOfWork
 
-    handle = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        handle = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        cannot("write", out, exc)
     count = 0
     try:
         with opened(db_url) as database, SqlUnitOfWork(database, write=False) as uow:
@@ -90,17 +108,26 @@ def export(db_url: str, out: str) -> None:
 
 
 @audit.command()
-@click.argument("path", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.argument(
+    "path", required=False, type=click.Path(exists=True, dir_okay=False, allow_dash=True)
+)
 @db_option
 @friendly
 def verify(path: str | None, db_url: str) -> None:
-    """Check the hash chain of an export (PATH) or of the database; exit 1 if broken."""
+    """Check the hash chain of an export (PATH, - for stdin) or of the database; exit 1 if
+    broken or if PATH is not an export."""
     from jitgate.adapters.db.uow import SqlUnitOfWork
     from jitgate.domain.audit import verify_chain
 
     if path:
-        with open(path, encoding="utf-8") as handle:
-            check = verify_chain(json.loads(line) for line in handle if line.strip())
+        name = "<stdin>" if path == "-" else path
+        try:
+            with _open_export(path) as handle:
+                check = verify_chain(read_export(handle))
+        except NotAnExport as exc:
+            fail(f"{name} is not a valid audit export: line {exc.line}: {exc.problem}")
+        except OSError as exc:
+            cannot("read", name, exc)
     else:
         with opened(db_url) as database, SqlUnitOfWork(database, write=False) as uow:
             check = uow.audit.verify()
@@ -111,4 +138,59 @@ def verify(path: str | None, db_url: str) -> None:
             err=True,
         )
         raise SystemExit(1)
-    click.echo(f"ok: {check.events} events, head {check.head}")
+    empty = " (the export holds no events)" if path and not check.events else ""
+    click.echo(f"ok: {check.events} events, head {check.head}{empty}")
+
+
+class NotAnExport(Exception):
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(f"line {line}: {problem}")
+        self.line, self.problem = line, problem
+
+
+_STRINGS = ("id", "at", "type", "actor", "prev_hash", "hash")
+_KINDS = {list: "a JSON list", str: "a JSON string", bool: "true or false", type(None): "null"}
+
+
+def _open_export(path: str) -> IO[bytes]:
+    # closing stdin's buffer at the end of the command is harmless
+    return sys.stdin.buffer if path == "-" else open(path, "rb")
+
+
+def read_export(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """The events of a JSON Lines export, in file order; blank lines are skipped. A line
+    that is not JSON, or not an event object, raises ``NotAnExport`` with its number."""
+    for number, raw in enumerate(lines, start=1):
+        try:
+            text = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise NotAnExport(number, "not UTF-8") from None
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise NotAnExport(number, f"not JSON ({exc.msg}, column {exc.colno})") from None
+        problem = _event_problem(record)
+        if problem:
+            raise NotAnExport(number, problem)
+        yield record
+
+
+def _event_problem(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        kind = _KINDS.get(type(record), "a JSON number")
+        return f"not an audit event ({kind})"
+    missing = [f for f in (*CHAINED_FIELDS, "prev_hash", "hash") if f not in record]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if not isinstance(record["seq"], int) or isinstance(record["seq"], bool):
+        return "seq is not a whole number"
+    wrong = [f for f in _STRINGS if not isinstance(record[f], str)]
+    if wrong:
+        return f"not a string: {', '.join(wrong)}"
+    if not (record["request_id"] is None or isinstance(record["request_id"], str)):
+        return "request_id is not a string or null"
+    if not isinstance(record["data"], dict):
+        return "data is not an object"
+    return None

@@ -1,7 +1,8 @@
 """The HTTP client behind the people's commands: ``--server`` and ``--token``/``JITGATE_TOKEN``.
 
 Every failure becomes one line on stderr and exit 1: the server's problem ``detail``, or
-why the server could not be reached.
+why the server could not be reached; a command that uses the API is also ``friendly`` (a
+file it cannot write is one line too, never a traceback).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 import httpx
 
-from jitgate.entrypoints.cli.common import fail
+from jitgate.entrypoints.cli.common import fail, friendly
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -76,4 +77,4 @@ def with_api(func: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args: Any, server: str, token: str, **kwargs: Any) -> T:
         return func(Api(server, token), *args, **kwargs)
 
-    return server_options(wrapper)
+    return server_options(friendly(wrapper))

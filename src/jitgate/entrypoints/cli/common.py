@@ -41,6 +41,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+def cannot(doing: str, path: object, exc: OSError) -> NoReturn:
+    """``error: cannot write out.json: No such file or directory``: the file the user named,
+    not a temporary file beside it."""
+    fail(f"cannot {doing} {path}: {exc.strerror or type(exc).__name__}")
+
+
 def settings(**overrides: Any) -> Settings:
     return Settings.from_env(**overrides)
 

@@ -17,6 +17,7 @@ def policy() -> None:
 
 @policy.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=True))
+@friendly
 def check(path: str) -> None:
     """Validate PATH (a file or a folder); print every error with file, line and key."""
     from jitgate.adapters.policy import PolicyError, load_policy

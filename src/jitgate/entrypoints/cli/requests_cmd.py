@@ -8,8 +8,9 @@ from typing import Any
 import click
 
 from jitgate.domain.durations import format_duration, parse_duration
+from jitgate.domain.states import State
 from jitgate.entrypoints.cli.client import Api, with_api
-from jitgate.entrypoints.cli.common import emit_json, fail, table
+from jitgate.entrypoints.cli.common import cannot, emit_json, fail, table
 
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 quiet_flag = click.option("-q", "--quiet", is_flag=True, help="Print only the request id.")
@@ -165,9 +166,9 @@ def show(api: Api, request_id: str, as_json: bool) -> None:
 
 
 @click.command("ls")
-@click.option("--state", default=None)
+@click.option("--state", type=click.Choice([s.value for s in State]), default=None)
 @click.option("--requester", default=None, help="Someone else's (admins).")
-@click.option("--to-approve", is_flag=True, help="Requests you may approve.")
+@click.option("--to-approve", is_flag=True, help="Pending requests you may decide.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
 @json_flag
 @with_api
@@ -175,6 +176,10 @@ def ls(
     api: Api, state: str | None, requester: str | None, to_approve: bool, limit: int, as_json: bool
 ) -> None:
     """List requests, newest first."""
+    if to_approve:
+        if state not in (None, "pending"):
+            fail("--to-approve lists pending requests only; leave out --state")
+        state = "pending"  # approver=me alone also lists the ones already decided
     params: dict[str, Any] = {"limit": limit}
     for key, value in (
         ("state", state),
@@ -212,8 +217,11 @@ def evidence(api: Api, request_id: str, out: str | None) -> None:
 
     body = json.dumps(api.get(f"/v1/requests/{request_id}/evidence"), indent=2, sort_keys=True)
     if out:
-        with open(out, "w", encoding="utf-8") as handle:
-            handle.write(body + "\n")
+        try:
+            with open(out, "w", encoding="utf-8") as handle:
+                handle.write(body + "\n")
+        except OSError as exc:
+            cannot("write", out, exc)
         click.echo(f"evidence written to {out}", err=True)
     else:
         click.echo(body)

@@ -26,7 +26,7 @@ import click
 import httpx
 
 from jitgate.entrypoints.cli.client import with_api
-from jitgate.entrypoints.cli.common import fail
+from jitgate.entrypoints.cli.common import cannot, fail
 
 KEY_NAMES = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
 DEDUPE_SECONDS = 10.0
@@ -52,14 +52,21 @@ def cert_path_for(key: Path) -> Path:
 
 
 def _write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Write beside ``path``, then rename: a reader sees the old file or the new one. A
+    failure is one line naming ``path`` (not the temporary file)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        cannot("write", path, exc)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            cannot("write", path, exc)
         raise
 
 
@@ -74,7 +81,7 @@ def cert(api: Any, request_id: str, key_path: Path | None, backend: str | None) 
     try:
         public_key = key.read_text().strip()
     except OSError as exc:
-        fail(f"cannot read {key}: {exc.strerror}")
+        cannot("read", key, exc)
     body: dict[str, Any] = {"public_key": public_key}
     if backend:
         body["backend"] = backend
