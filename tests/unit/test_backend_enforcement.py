@@ -18,6 +18,7 @@ from jitgate.adapters.backends.ssh_ca import SshCaBackend
 from jitgate.adapters.backends.wiring import wire_enforcement
 from jitgate.adapters.clock import ManualClock
 from jitgate.adapters.policy import load_policy
+from jitgate.adapters.policy.plugins import PluginCatalog
 from jitgate.domain.creation import Draft
 from jitgate.domain.states import State
 from jitgate.service import access, decisions, lifecycle
@@ -116,11 +117,11 @@ def _ctx(
 ) -> tuple[Context, ManualClock]:
     path = tmp_path / "policy.yaml"
     path.write_text(textwrap.dedent(POLICY.format(backend=backend, sessions=sessions)))
-    ctx, clock = make_ctx(f"sqlite:///{tmp_path}/jg.db", load_policy(path))
+    backends = {"fake": FakeBackend, "ssh-ca": SshCaBackend}
+    policy = load_policy(path, plugins=PluginCatalog(backends=backends))
+    ctx, clock = make_ctx(f"sqlite:///{tmp_path}/jg.db", policy)
     db = ctx.uow.db  # type: ignore[attr-defined]
-    wire_enforcement(
-        ctx, db, registry=Registry({"fake": FakeBackend, "ssh-ca": SshCaBackend}), environ={}
-    )
+    wire_enforcement(ctx, db, registry=Registry(backends), environ={})
     return ctx, clock
 
 

@@ -104,9 +104,7 @@ def _lock_family(uow: UnitOfWork, request_id: str) -> tuple[AccessRequest, Acces
     return request, original
 
 
-def _catch_up_timers(
-    ctx: Context, uow: UnitOfWork, request: AccessRequest, now: datetime
-) -> None:
+def _catch_up_timers(ctx: Context, uow: UnitOfWork, request: AccessRequest, now: datetime) -> None:
     """A decision arriving after the pending TTL expires the request instead (one outcome);
     one arriving after ``escalate_at`` escalates it first, as the scheduler would have.
     Both are judged at the decision's own ``now``."""

@@ -8,6 +8,9 @@ A third party ships a backend as its own package::
 ``MyThingBackend(name, config, deps)`` gets its configured name, a read-only copy of its
 policy entry, and ``BackendDeps`` (the shared ``httpx.Client`` and the environment); it must
 implement ``Backend`` (``grant``/``revoke``/``check``, idempotent, each taking a ``GrantSpec``).
+It may declare ``CONFIG_KEYS`` (the keys it reads besides ``type``) and a
+``config_problems(config)`` classmethod, so that the policy loader refuses unknown keys and
+bad values (``jitgate.adapters.policy.plugins.DeclaresConfig``).
 
 Invariants: nothing is loaded or read at import time; one instance per configured backend
 (rebuilt only when its policy entry changes); a backend that cannot be built raises

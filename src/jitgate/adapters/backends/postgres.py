@@ -27,7 +27,7 @@ import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from psycopg import sql
@@ -39,6 +39,12 @@ from jitgate.adapters.backends.pg_sql import (
     TERMINATE_SQL,
     inventory_sql,
     scram_sha256,
+)
+from jitgate.adapters.plugin_config import (
+    ConfigProblem,
+    choice_problems,
+    text_problems,
+    whole_problems,
 )
 from jitgate.service.backend_ports import (
     BackendError,
@@ -60,6 +66,18 @@ def local_name(email: str) -> str:
 
 class PostgresBackend:
     verifiable = True
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = (
+        "dsn_env",
+        "db_role",
+        "mode",
+        "login",
+        "logins",
+        "login_prefix",
+        "connect_timeout",
+        "public_host",
+        "public_port",
+        "public_dbname",
+    )
 
     def __init__(self, name: str, config: Mapping[str, Any], deps: BackendDeps) -> None:
         self.name = name
@@ -85,6 +103,16 @@ class PostgresBackend:
             "port": config.get("public_port", parts.get("port", 5432)),
             "dbname": config.get("public_dbname", parts.get("dbname", "postgres")),
         }
+
+    @classmethod
+    def config_problems(cls, config: Mapping[str, Any]) -> list[ConfigProblem]:
+        return [
+            *choice_problems(config, "mode", MODES),
+            *text_problems(config, "db_role", "login_prefix", "public_host", "public_dbname"),
+            *whole_problems(config, "connect_timeout", minimum=1),
+            *whole_problems(config, "public_port", minimum=1, maximum=65535),
+            *_login_problems(config),
+        ]
 
     # -- names ------------------------------------------------------------------------------
 
@@ -278,6 +306,27 @@ class PostgresBackend:
         with self._connection() as conn:
             changed = self._revoke_ephemeral(conn, grant.key, terminate, detail)
         return Receipt(self.name, "revoke", changed=changed, detail=detail)
+
+
+def _login_problems(config: Mapping[str, Any]) -> list[ConfigProblem]:
+    """``login`` a template of ``{local}``/``{email}``; ``logins`` maps emails to logins."""
+    out: list[ConfigProblem] = text_problems(config, "login")
+    template = config.get("login")
+    if not out and isinstance(template, str):
+        try:
+            template.format(local="jane_doe", email="jane.doe@example.com")
+        except (KeyError, IndexError, ValueError, AttributeError):
+            out.append((("login",), "must be a template using only {local} and {email}"))
+    logins = config.get("logins")
+    if logins is not None and not isinstance(logins, dict):
+        out.append((("logins",), "must be a mapping of emails to logins"))
+    elif logins:
+        out.extend(
+            (("logins", str(email)), "must be a non-empty login name")
+            for email, login in logins.items()
+            if not isinstance(login, str) or not login.strip()
+        )
+    return out
 
 
 def _pg_time(value: datetime) -> str:

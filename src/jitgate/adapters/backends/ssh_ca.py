@@ -23,7 +23,7 @@ import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import (
@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.serialization.ssh import (
 )
 
 from jitgate.adapters.backends.base import BackendDeps, env_secret
+from jitgate.adapters.plugin_config import ConfigProblem, text_list_problems, text_problems
 from jitgate.service.backend_ports import (
     BackendError,
     BackendUnavailable,
@@ -106,6 +107,14 @@ def _load_ca(data: bytes, passphrase: bytes | None) -> CaKey:
 class SshCaBackend:
     shares_grants = False
     verifiable = False
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = (
+        "ca_key_file_env",
+        "ca_key_env",
+        "ca_key_passphrase_env",
+        "principals",
+        "extensions",
+        "source_address",
+    )
 
     def __init__(self, name: str, config: Mapping[str, Any], deps: BackendDeps) -> None:
         self.name = name
@@ -119,6 +128,14 @@ class SshCaBackend:
         self._ca_public = (
             self._ca.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
         )
+
+    @classmethod
+    def config_problems(cls, config: Mapping[str, Any]) -> list[ConfigProblem]:
+        return [
+            *text_list_problems(config, "principals", non_empty=True),
+            *text_list_problems(config, "extensions"),
+            *text_problems(config, "source_address"),
+        ]
 
     def _ca_key(self, config: Mapping[str, Any], environ: Mapping[str, str]) -> CaKey:
         passphrase = None

@@ -24,11 +24,12 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
 from jitgate.adapters.backends.base import BackendDeps, env_secret
+from jitgate.adapters.plugin_config import ConfigProblem, seconds_problems, url_problems
 from jitgate.adapters.signing import secret_key, sign_webhook
 from jitgate.service.backend_ports import BackendError, BackendUnavailable, GrantSpec, Receipt
 
@@ -36,6 +37,7 @@ from jitgate.service.backend_ports import BackendError, BackendUnavailable, Gran
 class WebhookBackend:
     shares_grants = True
     verifiable = False
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("url", "url_env", "secret_env", "timeout")
 
     def __init__(self, name: str, config: Mapping[str, Any], deps: BackendDeps) -> None:
         self.name = name
@@ -52,6 +54,10 @@ class WebhookBackend:
             raise BackendUnavailable(f"backend {name!r}: {exc}") from None
         self.timeout = float(config.get("timeout", 10))
         self._http = deps.http
+
+    @classmethod
+    def config_problems(cls, config: Mapping[str, Any]) -> list[ConfigProblem]:
+        return [*url_problems(config, "url"), *seconds_problems(config, "timeout")]
 
     def grant(self, spec: GrantSpec) -> Receipt:
         status = self._post("grant", spec, _grant_data(spec))

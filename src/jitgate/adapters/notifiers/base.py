@@ -1,5 +1,9 @@
 """What every notifier shares: its dependencies, reading ``*_env`` settings, sending HTTP.
 
+A notifier class may declare ``CONFIG_KEYS`` (the channel keys it reads besides ``type``)
+and a ``config_problems(config)`` classmethod; the policy loader then refuses unknown keys
+and bad values (``jitgate.adapters.policy.plugins``). Both are optional for third parties.
+
 Invariants: a URL or secret read from the environment is never put in an error, a log line
 or a ``DeliveryFailed`` reason; a 2xx answer is success, 408/425/429/5xx and network errors
 are retried (``Retry-After`` honoured), any other 4xx is permanent.
@@ -17,6 +21,7 @@ import httpx
 from jitgate.service.delivery import DeliveryFailed, Notifier
 
 Mode = Literal["person", "channel"]
+AUDIENCES: tuple[Mode, ...] = ("person", "channel")
 RETRYABLE = frozenset({408, 425, 429})
 USER_AGENT = "jitgate-notifier/1"
 
@@ -42,7 +47,7 @@ class ChannelConfigError(ValueError):
 
 def audience_override(config: Mapping[str, Any], default: Mode) -> Mode:
     value = config.get("audience")
-    return value if value in ("person", "channel") else default
+    return value if value in AUDIENCES else default
 
 
 def setting(

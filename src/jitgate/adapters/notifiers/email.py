@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
 
@@ -30,6 +30,13 @@ from jitgate.adapters.notifiers.base import (
     unset,
 )
 from jitgate.adapters.notifiers.render import facts, one_line, plain, title
+from jitgate.adapters.plugin_config import (
+    ConfigProblem,
+    email_problems,
+    flag_problems,
+    text_problems,
+    whole_problems,
+)
 from jitgate.service.delivery import DeliveryFailed, Sent
 from jitgate.service.notifications import Message
 
@@ -101,6 +108,18 @@ def compose(message: Message, sender: str) -> EmailMessage:
 
 
 class EmailNotifier:
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = (
+        "smtp_host",
+        "smtp_port",
+        "starttls",
+        "ssl",
+        "username",
+        "username_env",
+        "password_env",
+        "sender",
+        "ca_file",
+    )
+
     def __init__(self, name: str, config: Mapping[str, Any], deps: NotifierDeps) -> None:
         self.name = name
         host = config.get("smtp_host")
@@ -121,6 +140,15 @@ class EmailNotifier:
     @classmethod
     def mode(cls, config: Mapping[str, Any], env: Mapping[str, str]) -> Mode:
         return "person"
+
+    @classmethod
+    def config_problems(cls, config: Mapping[str, Any]) -> list[ConfigProblem]:
+        return [
+            *text_problems(config, "smtp_host", "username", "ca_file"),
+            *whole_problems(config, "smtp_port", minimum=1, maximum=65535),
+            *flag_problems(config, "starttls", "ssl"),
+            *email_problems(config, "sender"),
+        ]
 
     @classmethod
     def missing_env(cls, config: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:

@@ -12,7 +12,7 @@ appears in an error.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from jitgate.adapters.notifiers.base import (
     ChannelConfigError,
@@ -24,6 +24,7 @@ from jitgate.adapters.notifiers.base import (
     unset,
 )
 from jitgate.adapters.notifiers.render import facts, one_line, plain, summary
+from jitgate.adapters.plugin_config import ConfigProblem, url_problems
 from jitgate.service.delivery import Sent
 from jitgate.service.notifications import Message
 
@@ -62,6 +63,8 @@ def event_body(message: Message, routing_key: str) -> dict[str, Any]:
 
 
 class PagerDutyNotifier:
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("routing_key_env", "events_url", "events_url_env")
+
     def __init__(self, name: str, config: Mapping[str, Any], deps: NotifierDeps) -> None:
         self.name = name
         self._http = deps.http
@@ -74,6 +77,10 @@ class PagerDutyNotifier:
     @classmethod
     def mode(cls, config: Mapping[str, Any], env: Mapping[str, str]) -> Mode:
         return "channel"
+
+    @classmethod
+    def config_problems(cls, config: Mapping[str, Any]) -> list[ConfigProblem]:
+        return url_problems(config, "events_url")
 
     @classmethod
     def missing_env(cls, config: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
 from jitgate.adapters.notifiers.base import (
+    AUDIENCES,
     ChannelConfigError,
     Mode,
     NotifierDeps,
@@ -32,6 +33,12 @@ from jitgate.adapters.notifiers.base import (
     unset,
 )
 from jitgate.adapters.notifiers.render import clipped, facts, slack_escape, summary, title
+from jitgate.adapters.plugin_config import (
+    ConfigProblem,
+    choice_problems,
+    text_problems,
+    url_problems,
+)
 from jitgate.service.delivery import DeliveryFailed, Sent
 from jitgate.service.notifications import Message
 
@@ -146,6 +153,18 @@ def interactive(config: Mapping[str, Any], env: Mapping[str, str]) -> bool:
 class SlackNotifier:
     """One Slack channel config: a webhook, or a bot that sends direct messages."""
 
+    # ``signing_secret_env``, ``api_url`` and ``response_url_prefix`` are also read by
+    # ``wiring.NotifyRuntime.slack_apps`` (buttons answered in Slack).
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = (
+        "webhook_url_env",
+        "bot_token_env",
+        "signing_secret_env",
+        "channel",
+        "audience",
+        "api_url",
+        "response_url_prefix",
+    )
+
     def __init__(self, name: str, config: Mapping[str, Any], deps: NotifierDeps) -> None:
         self.name = name
         self._http = deps.http
@@ -164,6 +183,14 @@ class SlackNotifier:
     def mode(cls, config: Mapping[str, Any], env: Mapping[str, str]) -> Mode:
         has_bot = _optional(config, "bot_token", env) is not None
         return audience_override(config, "person" if has_bot else "channel")
+
+    @classmethod
+    def config_problems(cls, config: Mapping[str, Any]) -> list[ConfigProblem]:
+        return [
+            *text_problems(config, "channel"),
+            *choice_problems(config, "audience", AUDIENCES),
+            *url_problems(config, "api_url", "response_url_prefix"),
+        ]
 
     @classmethod
     def missing_env(cls, config: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:

@@ -11,9 +11,10 @@ URL never appears in an error.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from jitgate.adapters.notifiers.base import (
+    AUDIENCES,
     ChannelConfigError,
     Mode,
     NotifierDeps,
@@ -25,6 +26,7 @@ from jitgate.adapters.notifiers.base import (
     unset,
 )
 from jitgate.adapters.notifiers.render import clipped, facts, teams_escape, title
+from jitgate.adapters.plugin_config import ConfigProblem, choice_problems, url_problems
 from jitgate.service.delivery import Sent
 from jitgate.service.notifications import Message
 
@@ -91,6 +93,8 @@ def webhook_body(message: Message) -> dict[str, Any]:
 
 
 class TeamsNotifier:
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("webhook_url_env", "url", "url_env", "audience")
+
     def __init__(self, name: str, config: Mapping[str, Any], deps: NotifierDeps) -> None:
         self.name = name
         self._http = deps.http
@@ -102,6 +106,10 @@ class TeamsNotifier:
     @classmethod
     def mode(cls, config: Mapping[str, Any], env: Mapping[str, str]) -> Mode:
         return audience_override(config, "channel")
+
+    @classmethod
+    def config_problems(cls, config: Mapping[str, Any]) -> list[ConfigProblem]:
+        return [*url_problems(config, "url"), *choice_problems(config, "audience", AUDIENCES)]
 
     @classmethod
     def missing_env(cls, config: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:

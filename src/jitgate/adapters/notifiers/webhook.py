@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from jitgate.adapters.notifiers.base import (
     ChannelConfigError,
@@ -22,6 +22,7 @@ from jitgate.adapters.notifiers.base import (
     setting,
     unset,
 )
+from jitgate.adapters.plugin_config import ConfigProblem, url_problems
 from jitgate.adapters.signing import secret_key, sign_webhook
 from jitgate.service.delivery import DeliveryFailed, Sent
 from jitgate.service.notifications import Message
@@ -48,6 +49,8 @@ def event_body(message: Message) -> dict[str, Any]:
 
 
 class WebhookNotifier:
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("url", "url_env", "secret_env")
+
     def __init__(
         self,
         name: str,
@@ -72,6 +75,10 @@ class WebhookNotifier:
     @classmethod
     def mode(cls, config: Mapping[str, Any], env: Mapping[str, str]) -> Mode:
         return "channel"
+
+    @classmethod
+    def config_problems(cls, config: Mapping[str, Any]) -> list[ConfigProblem]:
+        return url_problems(config, "url")
 
     @classmethod
     def missing_env(cls, config: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:

@@ -1,8 +1,9 @@
 """Policy files (SPEC §2): YAML -> validated ``jitgate.domain.policy.Policy``.
 
-Invariants: loading never reads the environment or anything but the given
-file(s); every problem is reported with its file, line and key path; a policy
-is returned only when it has no problem.
+Invariants: loading never reads the environment or any file but the given
+one(s) (besides the installed plugins' metadata, to check channels and backends);
+every problem is reported with its file, line and key path; a policy is returned
+only when it has no problem.
 """
 
 from jitgate.adapters.policy.load import load_policy, load_policy_text

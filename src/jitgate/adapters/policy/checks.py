@@ -14,9 +14,10 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Collection, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from jitgate.adapters.plugin_config import short
 from jitgate.adapters.policy.problems import (
     Location,
     Path,
@@ -28,11 +29,6 @@ from jitgate.domain.durations import parse_duration
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-
-
-def _short(value: object) -> str:
-    text = value.isoformat() if isinstance(value, date) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class Checker:
@@ -58,13 +54,17 @@ class Checker:
         if not isinstance(value, dict):
             self.error(path, f"must be a mapping with keys {', '.join(sorted(allowed))}")
             return None
-        for key in value:
-            if key not in allowed:
-                self.error((*path, key), _unknown(key, allowed))
+        self.known_keys(value, path, allowed)
         for key in required:
             if key not in value:
                 self.error((*path, key), f"{key!r} is required")
         return value
+
+    def known_keys(self, value: Mapping[str, Any], path: Path, allowed: Collection[str]) -> None:
+        """Report each key of ``value`` not in ``allowed``, suggesting the closest one."""
+        for key in value:
+            if key not in allowed:
+                self.error((*path, key), _unknown(key, allowed))
 
     def section(self, value: Any, path: Path) -> dict[str, Any]:
         """An optional mapping of named entries; absent or empty reads as ``{}``."""
@@ -86,7 +86,7 @@ class Checker:
 
     def text(self, value: Any, path: Path) -> str | None:
         if not isinstance(value, str) or not value.strip():
-            self.error(path, f"must be a non-empty string, not {_short(value)}")
+            self.error(path, f"must be a non-empty string, not {short(value)}")
             return None
         return value.strip()
 
@@ -120,19 +120,19 @@ class Checker:
 
     def flag(self, value: Any, path: Path) -> bool | None:
         if not isinstance(value, bool):
-            self.error(path, f"must be true or false, not {_short(value)}")
+            self.error(path, f"must be true or false, not {short(value)}")
             return None
         return value
 
     def integer(self, value: Any, path: Path, *, minimum: int) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.error(path, f"must be a whole number >= {minimum}, not {_short(value)}")
+            self.error(path, f"must be a whole number >= {minimum}, not {short(value)}")
             return None
         return value
 
     def choice(self, value: Any, path: Path, choices: Collection[str]) -> str | None:
         if value not in choices:
-            self.error(path, f"must be one of {', '.join(choices)}, not {_short(value)}")
+            self.error(path, f"must be one of {', '.join(choices)}, not {short(value)}")
             return None
         return str(value)
 
@@ -149,7 +149,7 @@ class Checker:
         if moment is None:
             self.error(
                 path,
-                f"must be an ISO-8601 date and time like 2026-01-05T09:00:00Z, not {_short(value)}",
+                f"must be an ISO-8601 date and time like 2026-01-05T09:00:00Z, not {short(value)}",
             )
             return None
         if moment.tzinfo is None:

@@ -1,8 +1,9 @@
 """Loading a policy: file or folder -> validated, immutable ``Policy``.
 
 Invariants:
-- nothing happens at import time; a load reads only the given file(s) and never
-  the environment (``*_env`` keys are names, resolved later by plugins);
+- nothing happens at import time; a load reads only the given file(s) and, when the
+  policy has channels or backends, the installed plugins (entry points); never the
+  environment (``*_env`` keys are names, resolved later by plugins);
 - a load returns a ``Policy`` only when there is no problem at all; otherwise it
   raises ``PolicyError`` listing every problem, in file and line order;
 - ``Policy.digest`` is the sha256 of the raw bytes read (files concatenated in
@@ -22,7 +23,7 @@ from jitgate.adapters.policy.checks import Checker
 from jitgate.adapters.policy.directory import read_directory
 from jitgate.adapters.policy.lines import Document, parse_document
 from jitgate.adapters.policy.merge import merge_documents
-from jitgate.adapters.policy.plugins import read_backends, read_notifications
+from jitgate.adapters.policy.plugins import PluginCatalog, read_backends, read_notifications
 from jitgate.adapters.policy.problems import PolicyError, PolicyProblem, sort_problems
 from jitgate.adapters.policy.sections import (
     read_purposes,
@@ -47,8 +48,11 @@ TOP_KEYS = (
 _SUFFIXES = (".yaml", ".yml")
 
 
-def load_policy(path: str | os.PathLike[str]) -> Policy:
-    """Load a policy file, or a folder of ``*.yaml``/``*.yml`` files merged by name order."""
+def load_policy(path: str | os.PathLike[str], *, plugins: PluginCatalog | None = None) -> Policy:
+    """Load a policy file, or a folder of ``*.yaml``/``*.yml`` files merged by name order.
+
+    ``plugins`` replaces the installed channel and backend plugins (tests, tools).
+    """
     given = str(path)
     target = FsPath(path)
     if target.is_dir():
@@ -61,12 +65,14 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
         sources = [(str(p), _read(p, str(p))) for p in files]
     else:
         sources = [(given, _read(target, given))]
-    return _build(sources)
+    return _build(sources, plugins)
 
 
-def load_policy_text(text: str, filename: str = "<policy>") -> Policy:
+def load_policy_text(
+    text: str, filename: str = "<policy>", *, plugins: PluginCatalog | None = None
+) -> Policy:
     """Load a policy from a string (tests, ``policy check -``)."""
-    return _build([(filename, text.encode("utf-8"))])
+    return _build([(filename, text.encode("utf-8"))], plugins)
 
 
 def _read(path: FsPath, name: str) -> bytes:
@@ -77,7 +83,7 @@ def _read(path: FsPath, name: str) -> bytes:
         raise PolicyError([PolicyProblem(name, 1, "", f"cannot read policy: {reason}")]) from None
 
 
-def _build(sources: list[tuple[str, bytes]]) -> Policy:
+def _build(sources: list[tuple[str, bytes]], plugins: PluginCatalog | None) -> Policy:
     problems: list[PolicyProblem] = []
     docs: list[tuple[str, Document]] = []
     unreadable = False
@@ -95,7 +101,7 @@ def _build(sources: list[tuple[str, bytes]]) -> Policy:
     check = Checker(merged.locs, sources[0][0])
     check.problems.extend(problems)
     digest = hashlib.sha256(b"".join(raw for _, raw in sources)).hexdigest()
-    policy = _validate(check, merged.data or {}, digest)
+    policy = _validate(check, merged.data or {}, digest, plugins or PluginCatalog())
     if check.problems:
         raise PolicyError(sort_problems(check.problems))
     return policy
@@ -116,10 +122,10 @@ def _parse(name: str, raw: bytes) -> tuple[Document, list[PolicyProblem]]:
     return doc, problems
 
 
-def _validate(check: Checker, data: dict[str, Any], digest: str) -> Policy:
+def _validate(check: Checker, data: dict[str, Any], digest: str, plugins: PluginCatalog) -> Policy:
     check.mapping(data, (), TOP_KEYS)
     _version(check, data)
-    backends = read_backends(check, data.get("backends"))
+    backends = read_backends(check, data.get("backends"), plugins)
     directory = read_directory(check, data.get("directory"))
     return Policy(
         settings=read_settings(check, data.get("settings")),
@@ -128,7 +134,7 @@ def _validate(check: Checker, data: dict[str, Any], digest: str) -> Policy:
         roles=read_roles(check, data.get("roles"), backends),
         purposes=read_purposes(check, data.get("purposes")),
         approval=read_approval(check, data.get("approval"), directory.oncall),
-        notifications=read_notifications(check, data.get("notifications")),
+        notifications=read_notifications(check, data.get("notifications"), plugins),
         backends=backends,
         digest=digest,
     )

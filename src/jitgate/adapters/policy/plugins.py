@@ -1,8 +1,15 @@
-"""Readers for ``notifications`` (channels, routes) and ``backends``.
+"""Readers for ``notifications`` (channels, routes) and ``backends``, and the config contract
+of the plugins that channels and backends name.
 
 Invariants:
-- a channel or backend is a mapping with a ``type``; its other keys stay a plain
-  dict for the plugin to read (copied, so the policy owns its data);
+- a channel or backend is a mapping whose ``type`` names an installed plugin (entry point
+  groups ``jitgate.notifiers`` and ``jitgate.backends``, looked up on first use during a
+  load, never at import time); its other keys stay a plain dict for the plugin to read
+  (copied, so the policy owns its data);
+- a plugin class that declares ``CONFIG_KEYS`` (the keys it reads besides ``type``) gets
+  every other key reported as unknown; one with a ``config_problems(config)`` classmethod
+  gets the problems it returns reported under the entry's path. A plugin that declares
+  neither (or fails to load) is taken as written;
 - no key at any depth of a channel or backend looks like an inline secret:
   secrets come from the environment through a key ending in ``_env`` whose
   value is an environment variable name (never read here);
@@ -14,14 +21,18 @@ Invariants:
 from __future__ import annotations
 
 import copy
+import difflib
 import re
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from importlib.metadata import entry_points
+from types import MappingProxyType
+from typing import Any, Literal
 
+from jitgate.adapters.plugin_config import ConfigProblem
 from jitgate.adapters.policy.checks import Checker
 from jitgate.adapters.policy.problems import Path
 from jitgate.domain.policy import Notifications, Route
 
-CHANNEL_TYPES = ("slack", "pagerduty", "email", "teams", "webhook")
 EVENTS = (
     "request.created",
     "request.approved",
@@ -32,6 +43,9 @@ EVENTS = (
     "request.urgent",
 )
 AUDIENCES = ("approvers", "requester", "oncall", "escalate_to")
+
+Kind = Literal["channel", "backend"]
+
 
 # With the suffixes and the words below this catches secret, password, token,
 # routing_key, api_key, client_secret, webhook_url, dsn and friends.
@@ -77,6 +91,48 @@ def check_no_secrets(check: Checker, data: Any, path: Path) -> None:
             check_no_secrets(check, value, where)
 
 
+class PluginCatalog:
+    """Plugin classes by type name, for channels and for backends.
+
+    Given mappings are used as they are (tests, tools); otherwise the installed plugins are
+    found by entry point the first time a kind is asked for. A type whose plugin fails to
+    load maps to ``None``: it exists, but its entries cannot be checked.
+    """
+
+    def __init__(
+        self,
+        *,
+        channels: Mapping[str, object | None] | None = None,
+        backends: Mapping[str, object | None] | None = None,
+    ) -> None:
+        self._given: dict[Kind, Mapping[str, object | None] | None] = {
+            "channel": channels,
+            "backend": backends,
+        }
+        self._types: dict[Kind, dict[str, object | None]] = {}
+
+    def types(self, kind: Kind) -> Mapping[str, object | None]:
+        if kind not in self._types:
+            given = self._given[kind]
+            self._types[kind] = dict(given) if given is not None else _installed(kind)
+        return self._types[kind]
+
+
+def _installed(kind: Kind) -> dict[str, object | None]:
+    from jitgate.adapters.backends.base import GROUP as BACKENDS
+    from jitgate.adapters.notifiers.registry import GROUP as NOTIFIERS
+
+    found: dict[str, object | None] = {}
+    for entry in entry_points(group=NOTIFIERS if kind == "channel" else BACKENDS):
+        if entry.name in found:
+            continue
+        try:
+            found[entry.name] = entry.load()
+        except Exception:  # broken plugins are reported where they are used, not here
+            found[entry.name] = None
+    return found
+
+
 def _plugin(check: Checker, raw: Any, path: Path) -> dict[str, Any] | None:
     if not isinstance(raw, dict):
         check.error(path, "must be a mapping with a 'type'")
@@ -88,42 +144,96 @@ def _plugin(check: Checker, raw: Any, path: Path) -> dict[str, Any] | None:
     return copy.deepcopy(raw)
 
 
-def read_backends(check: Checker, raw: Any) -> dict[str, dict[str, Any]]:
+def _entry(
+    check: Checker, key: Any, raw: Any, path: Path, plugins: PluginCatalog, kind: Kind
+) -> tuple[str, dict[str, Any]] | None:
+    """``(name, config)`` of one channel or backend, its type resolved and its keys checked.
+
+    An entry of an unknown type is still returned (after its problem is recorded), so that
+    roles and routes naming it add no second problem.
+    """
+    name = check.name(key, path)
+    config = _plugin(check, raw, path)
+    if name is None or config is None:
+        return None
+    written = check.name(config["type"], (*path, "type"))
+    if written is None:
+        return None
+    types = plugins.types(kind)
+    if written in types:
+        _check_config(check, config, path, types[written], written)
+    else:
+        check.error((*path, "type"), _unknown_type(written, types, kind))
+    return name, {**config, "type": written}
+
+
+def _unknown_type(written: str, types: Collection[str], kind: Kind) -> str:
+    close = difflib.get_close_matches(written, list(types), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    installed = ", ".join(sorted(types)) or "none"
+    return f"unknown {kind} type {written!r}{hint} (installed: {installed})"
+
+
+def _check_config(
+    check: Checker, config: dict[str, Any], path: Path, plugin: object, kind: str
+) -> None:
+    """Unknown keys and bad values, as far as the plugin declares them."""
+    keys = getattr(plugin, "CONFIG_KEYS", None)
+    if keys is not None:
+        written = {k: v for k, v in config.items() if not looks_secret(str(k))}
+        check.known_keys(written, path, ("type", *keys))  # inline secrets are reported already
+    judge = getattr(plugin, "config_problems", None)
+    if callable(judge):
+        for sub, message in _problems_of(judge, config, kind):
+            check.error((*path, *sub), message)
+
+
+def _problems_of(
+    judge: Callable[..., Any], config: dict[str, Any], kind: str
+) -> list[ConfigProblem]:
+    try:
+        found = [(tuple(sub), str(message)) for sub, message in judge(_frozen(config))]
+    except Exception as exc:  # a third-party check must not take the loader down
+        return [((), f"the {kind!r} plugin failed to check this entry ({type(exc).__name__})")]
+    return found
+
+
+def _frozen(config: dict[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(copy.deepcopy(config))
+
+
+def read_backends(
+    check: Checker, raw: Any, plugins: PluginCatalog | None = None
+) -> dict[str, dict[str, Any]]:
+    catalog = plugins or PluginCatalog()
     out: dict[str, dict[str, Any]] = {}
     for key, value in check.section(raw, ("backends",)).items():
-        path: Path = ("backends", key)
-        name = check.name(key, path)
-        config = _plugin(check, value, path)
-        if name is None or config is None:
-            continue
-        kind = check.name(config["type"], (*path, "type"))
-        if kind is not None:
-            out[name] = {**config, "type": kind}
+        found = _entry(check, key, value, ("backends", key), catalog, "backend")
+        if found is not None:
+            out[found[0]] = found[1]
     return out
 
 
-def read_notifications(check: Checker, raw: Any) -> Notifications:
+def read_notifications(
+    check: Checker, raw: Any, plugins: PluginCatalog | None = None
+) -> Notifications:
     if raw is None:
         return Notifications()
     data = check.mapping(raw, ("notifications",), ("channels", "routes"))
     if data is None:
         return Notifications()
-    channels = _channels(check, data.get("channels"))
+    channels = _channels(check, data.get("channels"), plugins or PluginCatalog())
     routes = _routes(check, data.get("routes"), channels)
     return Notifications(channels=channels, routes=routes)
 
 
-def _channels(check: Checker, raw: Any) -> dict[str, dict[str, Any]]:
+def _channels(check: Checker, raw: Any, plugins: PluginCatalog) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for key, value in check.section(raw, ("notifications", "channels")).items():
         path: Path = ("notifications", "channels", key)
-        name = check.name(key, path)
-        config = _plugin(check, value, path)
-        if name is None or config is None:
-            continue
-        kind = check.choice(config["type"], (*path, "type"), CHANNEL_TYPES)
-        if kind is not None:
-            out[name] = config
+        found = _entry(check, key, value, path, plugins, "channel")
+        if found is not None:
+            out[found[0]] = found[1]
     return out
 
 
