@@ -152,7 +152,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             command = (
                 f"{wrapper} ssh authorize --server {url} --token-file {token_file} "
                 f"--state-dir {command_dir / 'state'} "
-                "--user %u --key-id %i --fingerprint %f --key-type %t --resource test-host"
+                "--user %u --key-id %i --key-type %t --cert %k --fingerprint %f "
+                "--resource test-host"
             )
             principals = command_dir / "principals"  # read by sshd as the login user
             principals.mkdir(mode=0o755)
@@ -192,7 +193,7 @@ def test_login_during_the_grant_and_refused_once_it_ends(stack: Stack) -> None:
     listed = subprocess.run(
         ["ssh-keygen", "-L", "-f", str(certificate)], capture_output=True, text=True
     )
-    assert f"jitgate:{grant['id']}:jane@example.com" in listed.stdout
+    assert f'Key ID: "{grant["id"]}"' in listed.stdout
     assert "jgtest" in listed.stdout and "permit-pty" in listed.stdout
 
     first = stack.static.login(key, certificate)

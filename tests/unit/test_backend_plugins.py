@@ -39,7 +39,7 @@ from jitgate.adapters.backends.base import (
 from jitgate.adapters.backends.krl import build_krl, key_blob
 from jitgate.adapters.backends.pg_sql import scram_sha256
 from jitgate.adapters.backends.postgres import PostgresBackend
-from jitgate.adapters.backends.ssh_ca import SshCaBackend, parse_key_id
+from jitgate.adapters.backends.ssh_ca import USER_EXTENSION, SshCaBackend, certificate_identity
 from jitgate.adapters.backends.webhook import WebhookBackend
 from jitgate.adapters.signing import new_secret, verify_webhook
 
@@ -147,7 +147,7 @@ def test_a_certificate_covers_the_rest_of_the_window_only(ca: SshCaBackend, subj
     cert = load_ssh_public_identity(issued.certificate.encode())
     assert isinstance(cert, SSHCertificate)
     cert.verify_cert_signature()
-    assert cert.key_id == f"jitgate:{spec.request_id}:{spec.user}".encode()
+    assert cert.key_id == spec.request_id.encode()  # SPEC §7: key id = request id
     assert cert.valid_principals == [b"ubuntu", b"ops"]
     assert cert.valid_after == int(NOW.timestamp())  # now, not the grant's start
     assert cert.valid_before == int(spec.ends_at.timestamp())  # floored: never past ends_at
@@ -158,9 +158,16 @@ def test_a_certificate_covers_the_rest_of_the_window_only(ca: SshCaBackend, subj
         b"permit-port-forwarding",
         b"permit-pty",
         b"permit-user-rc",
+        USER_EXTENSION.encode(),
     }
+    assert cert.extensions[USER_EXTENSION.encode()] == spec.user.encode()
     assert issued.valid_before == datetime.fromtimestamp(cert.valid_before, UTC)
-    assert parse_key_id(issued.key_id) == (spec.request_id, spec.user)
+    assert issued.key_id == spec.request_id
+    key_type, blob = issued.certificate.split()[:2]
+    assert certificate_identity(key_type, blob, spec.request_id) == (spec.request_id, spec.user)
+    assert certificate_identity(key_type, blob, "another-key-id") is None
+    assert certificate_identity("ssh-ed25519", _public_line(subject).split()[1], "x") is None
+    assert certificate_identity(key_type, "not base64!", spec.request_id) is None
 
 
 def test_bad_public_keys_and_ended_windows_are_refused(ca: SshCaBackend) -> None:
@@ -179,7 +186,7 @@ def test_only_an_early_end_puts_the_key_id_in_the_krl(ca: SshCaBackend) -> None:
     assert ca.revoke(_spec()).revocations == ()
     early = ca.revoke(_spec(ended_early=True))
     (entry,) = early.revocations
-    assert entry.key_id == "jitgate:3f0c6a4e-0000-4000-8000-000000000001:jane.doe@example.com"
+    assert entry.key_id == "3f0c6a4e-0000-4000-8000-000000000001"
     assert entry.ca_public_key == ca.ca_public_key()
 
 

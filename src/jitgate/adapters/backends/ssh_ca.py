@@ -11,8 +11,10 @@ optionally its passphrase. ``extensions`` (default: the usual ``permit-*``) and
 
 Invariants: a certificate is valid from ``max(now, starts_at)`` to the grant's ``ends_at``
 (floored to the second, never later), so sshd itself refuses it after the grant; its key
-id is ``jitgate:<request id>:<user>``; a grant that ends early is revoked by key id in the
-KRL (``Receipt.revocations``). The CA private key never leaves this object.
+id is the request id (SPEC §7) and the jitgate user is in its ``USER_EXTENSION``
+extension (sshd ignores extensions it does not know); a grant that ends early is revoked
+by key id in the KRL (``Receipt.revocations``). The CA private key never leaves this
+object.
 """
 
 from __future__ import annotations
@@ -25,15 +27,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     PublicFormat,
     load_pem_private_key,
     load_ssh_private_key,
+    load_ssh_public_identity,
     load_ssh_public_key,
 )
 from cryptography.hazmat.primitives.serialization.ssh import (
+    SSHCertificate,
     SSHCertificateBuilder,
     SSHCertificateType,
 )
@@ -69,17 +74,27 @@ MIN_RSA_BITS = 2048
 CaKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
-def key_id_for(request_id: str, user: str) -> str:
-    return f"jitgate:{request_id}:{user}"
+USER_EXTENSION = "jitgate-user@jitgate"  # the certificate's jitgate user (an email)
 
 
-def parse_key_id(key_id: str) -> tuple[str, str] | None:
-    """``(request_id, user)`` of a jitgate key id, or ``None`` for any other key id."""
+def certificate_identity(key_type: str, certificate: str, key_id: str) -> tuple[str, str] | None:
+    """``(request id, user)`` of a jitgate certificate as sshd hands it to a command (``%t``
+    and ``%k``: its type and base64 blob; sshd has checked its CA and signature by then)
+    whose key id is ``key_id`` (sshd's ``%i``), or ``None`` for any other key. A
+    certificate issued before the key id became the request id
+    (``jitgate:<request>:<user>``) is still read."""
+    try:
+        cert = load_ssh_public_identity(f"{key_type} {certificate}".encode())
+    except (ValueError, UnsupportedAlgorithm):
+        return None
+    if not isinstance(cert, SSHCertificate) or cert.key_id != key_id.encode():
+        return None
     prefix, _, rest = key_id.partition(":")
     request_id, _, user = rest.partition(":")
-    if prefix != "jitgate" or not request_id or "@" not in user:
-        return None
-    return request_id, user
+    if prefix == "jitgate" and request_id and "@" in user:
+        return request_id, user
+    user = cert.extensions.get(USER_EXTENSION.encode(), b"").decode(errors="replace")
+    return (key_id, user) if key_id and "@" in user else None
 
 
 def fingerprint(public_key_line: str) -> str:
@@ -171,7 +186,7 @@ class SshCaBackend:
         """Certificates expire with the grant; one that ends early is revoked in the KRL."""
         if not spec.ended_early:
             return Receipt(self.name, "revoke", changed=False, detail={"krl": False})
-        key_id = key_id_for(spec.request_id, spec.user)
+        key_id = spec.request_id
         return Receipt(
             self.name,
             "revoke",
@@ -194,7 +209,7 @@ class SshCaBackend:
         valid_before = int(spec.ends_at.timestamp())
         if valid_before <= valid_after:
             raise BackendError("the grant window has ended; no certificate is issued")
-        key_id = key_id_for(spec.request_id, spec.user)
+        key_id = spec.request_id
         serial = secrets.randbits(63) | 1
         builder = (
             SSHCertificateBuilder()
@@ -208,6 +223,7 @@ class SshCaBackend:
         )
         for extension in self.extensions:
             builder = builder.add_extension(extension.encode(), b"")
+        builder = builder.add_extension(USER_EXTENSION.encode(), spec.user.encode())
         if self.source_address:
             builder = builder.add_critical_option(b"source-address", self.source_address.encode())
         line = builder.sign(self._ca).public_bytes().decode()

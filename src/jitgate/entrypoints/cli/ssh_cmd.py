@@ -3,8 +3,9 @@
 - ``jitgate ssh cert REQUEST_ID [--key ~/.ssh/id_ed25519.pub]`` writes the certificate
   beside the key (``id_ed25519-cert.pub``), where ``ssh`` finds it by itself;
 - ``jitgate ssh krl --out FILE`` writes the KRL for sshd's ``RevokedKeys`` (atomically);
-- ``jitgate ssh authorize --user %u --key-id %i …`` is run by sshd: it asks
-  ``/v1/authorize`` for the jitgate user named in the certificate's key id, records the
+- ``jitgate ssh authorize --user %u --key-id %i --key-type %t --cert %k …`` is run by
+  sshd: it asks ``/v1/authorize`` for the jitgate user the certificate names (its key id
+  is the request id, the user is in an extension), records the
   session (``POST /v1/sessions``) and prints the allowed principals. Refused, unknown or
   unreachable: it prints nothing and exits non-zero (fail closed). sshd runs it twice per
   login (the key query, then the signed attempt): a login is recorded once, deduplicated
@@ -136,6 +137,19 @@ def _first_of_login(state_dir: Path, key_id: str, fingerprint: str | None) -> bo
     return True
 
 
+def _identity(key_id: str, key_type: str | None, certificate: str | None) -> tuple[str, str] | None:
+    """``(request id, user)`` from the certificate sshd passed (``%t %k``), whose key id
+    must be sshd's ``%i``; without ``--cert``, only an older certificate's key id
+    (``jitgate:<request>:<user>``) names its user."""
+    from jitgate.adapters.backends.ssh_ca import certificate_identity
+
+    if certificate and key_type:
+        return certificate_identity(key_type, certificate, key_id)
+    prefix, _, rest = key_id.partition(":")
+    request_id, _, user = rest.partition(":")
+    return (request_id, user) if prefix == "jitgate" and request_id and "@" in user else None
+
+
 def _target(resource: str | None, type_: str, environment: str | None) -> dict[str, str]:
     if resource:
         return {"resource": resource}
@@ -149,8 +163,9 @@ def _target(resource: str | None, type_: str, environment: str | None) -> dict[s
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--user", "local_user", required=True, help="sshd's %u (the account).")
 @click.option("--key-id", required=True, help="sshd's %i (the certificate's key id).")
+@click.option("--cert", "certificate", default=None, help="sshd's %k (the certificate).")
 @click.option("--fingerprint", default=None, help="sshd's %f (logged only).")
-@click.option("--key-type", default=None, help="sshd's %t (logged only).")
+@click.option("--key-type", default=None, help="sshd's %t (the certificate's type).")
 @click.option("--resource", default=None, help="This host as a jitgate resource.")
 @click.option("--type", "type_", default="ssh", show_default=True)
 @click.option("--environment", default=None, help="This host's environment.")
@@ -167,6 +182,7 @@ def authorize(
     token_file: Path | None,
     local_user: str,
     key_id: str,
+    certificate: str | None,
     fingerprint: str | None,
     key_type: str | None,
     resource: str | None,
@@ -177,9 +193,7 @@ def authorize(
 ) -> None:
     """For sshd's AuthorizedPrincipalsCommand: allow a jitgate certificate while its grant
     is honoured, and record the login as a session of the grant."""
-    from jitgate.adapters.backends.ssh_ca import parse_key_id
-
-    parsed = parse_key_id(key_id)
+    parsed = _identity(key_id, key_type, certificate)
     target = _target(resource, type_, environment)
     token = _read_token(token_file)
     if parsed is None or not target or token is None:
