@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,7 @@ from jitgate.adapters.db.engine import Database, connect
 from jitgate.adapters.db.uow import SqlUnitOfWorkFactory
 from jitgate.adapters.notifiers.wiring import NotifyRuntime
 from jitgate.adapters.notifiers.wiring import runtime as notifications
-from jitgate.adapters.policy import load_policy
+from jitgate.adapters.policy import check_policy
 from jitgate.config import Settings
 from jitgate.domain.policy import Policy
 from jitgate.service.context import Context, PolicyHolder
@@ -19,6 +20,8 @@ from jitgate.service.ports import Clock
 
 if TYPE_CHECKING:  # psycopg is imported only where PostgreSQL is used
     from jitgate.adapters.db.async_reads import AsyncPgGrantReader
+
+log = logging.getLogger("jitgate.policy")
 
 
 @dataclass
@@ -34,7 +37,7 @@ class App:
 
     def reload_policy(self) -> Policy:
         """Load the policy file again; on error the last good policy stays (raises)."""
-        policy = load_policy(self.settings.policy_path)
+        policy = _load(self.settings.policy_path)
         self.ctx.policy.replace(policy)
         return policy
 
@@ -55,7 +58,7 @@ def bootstrap(
     policy: Policy | None = None,
     clock: Clock | None = None,
 ) -> App:
-    loaded = policy if policy is not None else load_policy(settings.policy_path)
+    loaded = policy if policy is not None else _load(settings.policy_path)
     db = connect(settings.database_url)
     ctx = Context(
         uow=SqlUnitOfWorkFactory(db),
@@ -64,6 +67,14 @@ def bootstrap(
     )
     wire_enforcement(ctx, db)
     return App(settings, db, ctx, notify=notifications(ctx), grant_reader=_grant_reader(db))
+
+
+def _load(path: str) -> Policy:
+    """The policy at ``path``; its warnings (``jitgate policy check`` shows them) logged."""
+    checked = check_policy(path)
+    for warning in checked.warnings:
+        log.warning("policy: %s", warning)
+    return checked.policy
 
 
 def _grant_reader(db: Database) -> AsyncPgGrantReader | None:

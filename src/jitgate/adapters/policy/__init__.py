@@ -6,7 +6,19 @@ every problem is reported with its file, line and key path; a policy is returned
 only when it has no problem.
 """
 
-from jitgate.adapters.policy.load import load_policy, load_policy_text
+from jitgate.adapters.policy.load import (
+    CheckedPolicy,
+    check_policy,
+    load_policy,
+    load_policy_text,
+)
 from jitgate.adapters.policy.problems import PolicyError, PolicyProblem
 
-__all__ = ["PolicyError", "PolicyProblem", "load_policy", "load_policy_text"]
+__all__ = [
+    "CheckedPolicy",
+    "PolicyError",
+    "PolicyProblem",
+    "check_policy",
+    "load_policy",
+    "load_policy_text",
+]

@@ -38,10 +38,18 @@ class Checker:
         self.locs = locs
         self.file = file
         self.problems: list[PolicyProblem] = []
+        self.warnings: list[PolicyProblem] = []
 
     def error(self, path: Path, message: str) -> None:
+        self.problems.append(self._at(path, message))
+
+    def warn(self, path: Path, message: str) -> None:
+        """Something a valid policy may still get wrong (``adapters.policy.lint``)."""
+        self.warnings.append(self._at(path, message))
+
+    def _at(self, path: Path, message: str) -> PolicyProblem:
         where = locate(self.locs, path, self.file)
-        self.problems.append(PolicyProblem(where.file, where.line, render_path(path), message))
+        return PolicyProblem(where.file, where.line, render_path(path), message)
 
     def mapping(
         self,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -22,6 +23,7 @@ from jitgate.adapters.policy.approval import read_approval
 from jitgate.adapters.policy.checks import Checker
 from jitgate.adapters.policy.directory import read_directory
 from jitgate.adapters.policy.lines import Document, parse_document
+from jitgate.adapters.policy.lint import notice
 from jitgate.adapters.policy.merge import merge_documents
 from jitgate.adapters.policy.plugins import PluginCatalog, read_backends, read_notifications
 from jitgate.adapters.policy.problems import PolicyError, PolicyProblem, sort_problems
@@ -48,11 +50,26 @@ TOP_KEYS = (
 _SUFFIXES = (".yaml", ".yml")
 
 
+@dataclass(frozen=True)
+class CheckedPolicy:
+    """A policy that loaded, and the warnings about it (``adapters.policy.lint``)."""
+
+    policy: Policy
+    warnings: list[PolicyProblem]
+
+
 def load_policy(path: str | os.PathLike[str], *, plugins: PluginCatalog | None = None) -> Policy:
     """Load a policy file, or a folder of ``*.yaml``/``*.yml`` files merged by name order.
 
     ``plugins`` replaces the installed channel and backend plugins (tests, tools).
     """
+    return check_policy(path, plugins=plugins).policy
+
+
+def check_policy(
+    path: str | os.PathLike[str], *, plugins: PluginCatalog | None = None
+) -> CheckedPolicy:
+    """``load_policy``, with the warnings about the policy it loaded."""
     given = str(path)
     target = FsPath(path)
     if target.is_dir():
@@ -72,7 +89,7 @@ def load_policy_text(
     text: str, filename: str = "<policy>", *, plugins: PluginCatalog | None = None
 ) -> Policy:
     """Load a policy from a string (tests, ``policy check -``)."""
-    return _build([(filename, text.encode("utf-8"))], plugins)
+    return _build([(filename, text.encode("utf-8"))], plugins).policy
 
 
 def _read(path: FsPath, name: str) -> bytes:
@@ -83,7 +100,7 @@ def _read(path: FsPath, name: str) -> bytes:
         raise PolicyError([PolicyProblem(name, 1, "", f"cannot read policy: {reason}")]) from None
 
 
-def _build(sources: list[tuple[str, bytes]], plugins: PluginCatalog | None) -> Policy:
+def _build(sources: list[tuple[str, bytes]], plugins: PluginCatalog | None) -> CheckedPolicy:
     problems: list[PolicyProblem] = []
     docs: list[tuple[str, Document]] = []
     unreadable = False
@@ -104,7 +121,8 @@ def _build(sources: list[tuple[str, bytes]], plugins: PluginCatalog | None) -> P
     policy = _validate(check, merged.data or {}, digest, plugins or PluginCatalog())
     if check.problems:
         raise PolicyError(sort_problems(check.problems))
-    return policy
+    notice(check, merged.data or {}, policy)
+    return CheckedPolicy(policy, sort_problems(check.warnings))
 
 
 def _parse(name: str, raw: bytes) -> tuple[Document, list[PolicyProblem]]:

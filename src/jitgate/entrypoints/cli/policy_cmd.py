@@ -17,22 +17,33 @@ def policy() -> None:
 
 @policy.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=True))
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too (for CI).")
 @friendly
-def check(path: str) -> None:
-    """Validate PATH (a file or a folder); print every error with file, line and key."""
-    from jitgate.adapters.policy import PolicyError, load_policy
+def check(path: str, strict: bool) -> None:
+    """Validate PATH (a file or a folder); print every error with file, line and key.
+
+    Warnings (a group nobody is in, a team without an entry while a rule asks for team
+    leads, an extendable role without max_duration) are printed too; they fail the check
+    only with --strict."""
+    from jitgate.adapters.policy import PolicyError, check_policy
 
     try:
-        loaded = load_policy(path)
+        checked = check_policy(path)
     except PolicyError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         click.echo(f"{len(exc.problems)} problem(s) in {path}", err=True)
         raise SystemExit(1) from None
+    for warning in checked.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    loaded = checked.policy
+    warned = f", {len(checked.warnings)} warning(s)" if checked.warnings else ""
     click.echo(
         f"{path}: ok ({len(loaded.roles)} roles, {len(loaded.approval)} approval rules, "
-        f"{len(loaded.resources)} resources, digest {loaded.digest[:12]})"
+        f"{len(loaded.resources)} resources, digest {loaded.digest[:12]}{warned})"
     )
+    if strict and checked.warnings:
+        raise SystemExit(1)
 
 
 @policy.command()

@@ -1,0 +1,69 @@
+"""What a valid policy may still get wrong: warnings, with file, line and key path.
+
+Warnings do not stop a load (a policy can be right to name a group nobody is in yet), but
+``jitgate policy check`` prints them (``--strict`` fails on them) and the server logs them:
+- a group named in ``settings.admins``, ``requestable_by`` or an approver spec that no
+  user of the directory belongs to (the directory is the only source of groups): a typo
+  there silently means no admin, nobody may request, or nobody may approve;
+- a user's ``team`` with no entry in ``directory.teams`` while a rule asks for a team lead;
+- an ``extendable`` role without ``max_duration``: its grants extend only up to their
+  purpose's max, and not at all without a purpose.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from typing import Any
+
+from jitgate.adapters.policy.checks import Checker
+from jitgate.adapters.policy.problems import Path
+from jitgate.domain.policy import Policy
+
+
+def notice(check: Checker, data: dict[str, Any], policy: Policy) -> None:
+    """Add the warnings of ``policy`` (read from ``data``, already valid) to ``check``."""
+    groups = {g for user in policy.directory.users.values() for g in user.groups}
+    for where, group in _group_names(data):
+        if group not in groups:
+            near = _near(group, groups)
+            check.warn(where, f"no user of the directory is in group {group!r}{near}")
+    if _asks_team_leads(policy):
+        users = (data.get("directory") or {}).get("users") or {}
+        for email, entry in users.items():
+            team = entry.get("team") if isinstance(entry, dict) else None
+            if team is not None and team not in policy.directory.teams:
+                path: Path = ("directory", "users", email, "team")
+                near = _near(team, policy.directory.teams)
+                check.warn(path, f"team {team!r} is not in directory.teams{near}: no team lead")
+    for name, role in policy.roles.items():
+        if role.extendable and role.max_duration is None:
+            check.warn(
+                ("roles", name, "extendable"),
+                "an extendable role needs max_duration: without it a grant extends only up "
+                "to its purpose's max, and not at all without a purpose",
+            )
+
+
+def _group_names(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
+    settings = data.get("settings") or {}
+    for index, group in enumerate(settings.get("admins") or []):
+        yield ("settings", "admins", index), group
+    for name, role in (data.get("roles") or {}).items():
+        for index, group in enumerate(role.get("requestable_by") or []):
+            yield ("roles", name, "requestable_by", index), group
+    for index, entry in enumerate(data.get("approval") or []):
+        for key in ("any", "all", "escalate_to"):
+            for spec_index, spec in enumerate(entry.get(key) or []):
+                if isinstance(spec, dict) and isinstance(spec.get("group"), str):
+                    yield ("approval", index, key, spec_index, "group"), spec["group"]
+
+
+def _asks_team_leads(policy: Policy) -> bool:
+    specs = (s for rule in policy.approval for s in (*rule.specs, *rule.escalate_to))
+    return any(spec.kind == "team_lead" for spec in specs)
+
+
+def _near(word: str, known: Any) -> str:
+    close = difflib.get_close_matches(word, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,96 @@
+"""Warnings about a valid policy (``adapters.policy.lint``): each with file, line and key
+path; they never stop a load."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from jitgate.adapters.policy import check_policy
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policy.yaml"
+
+TYPOS = """\
+version: 1
+settings:
+  admins: [securty]
+directory:
+  users:
+    jane@example.com: {team: paymnts, manager: boss@example.com, groups: [developers]}
+    sec@example.com: {groups: [security]}
+  teams:
+    payments: {lead: priya@example.com}
+roles:
+  staging-ssh:
+    grants: [{type: ssh, environment: staging}]
+    requestable_by: [developer]
+    extendable: true
+approval:
+  - match: {type: ssh, environment: staging}
+    any: [{team_lead: true}, {group: sre}]
+    escalate_to: [{group: security}]
+"""
+
+
+def test_typos_that_still_load_are_warned_about_where_they_are(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(TYPOS)
+    checked = check_policy(path)
+    assert checked.policy.roles["staging-ssh"].extendable
+    assert [(w.line, w.path, w.message) for w in checked.warnings] == [
+        (
+            3,
+            "settings.admins[0]",
+            "no user of the directory is in group 'securty' (did you mean 'security'?)",
+        ),
+        (
+            6,
+            "directory.users.jane@example.com.team",
+            "team 'paymnts' is not in directory.teams (did you mean 'payments'?): no team lead",
+        ),
+        (
+            13,
+            "roles.staging-ssh.requestable_by[0]",
+            "no user of the directory is in group 'developer' (did you mean 'developers'?)",
+        ),
+        (
+            14,
+            "roles.staging-ssh.extendable",
+            "an extendable role needs max_duration: without it a grant extends only up to "
+            "its purpose's max, and not at all without a purpose",
+        ),
+        (17, "approval[0].any[1].group", "no user of the directory is in group 'sre'"),
+    ]
+    assert all(w.file == str(path) for w in checked.warnings)
+
+
+def test_a_team_without_an_entry_is_fine_when_no_rule_asks_for_team_leads(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(TYPOS.replace("{team_lead: true}, ", ""))
+    assert "directory.users.jane@example.com.team" not in [
+        w.path for w in check_policy(path).warnings
+    ]
+
+
+def test_the_example_policy_has_no_warning() -> None:
+    assert check_policy(EXAMPLE).warnings == []
+
+
+def test_policy_check_prints_warnings_and_fails_on_them_only_when_strict(
+    tmp_path: Path,
+) -> None:
+    from click.testing import CliRunner
+
+    from jitgate.entrypoints.cli.main import cli
+
+    path = tmp_path / "p.yaml"
+    path.write_text(textwrap.dedent(TYPOS))
+    done = CliRunner().invoke(cli, ["policy", "check", str(path)])
+    assert done.exit_code == 0, done.output
+    assert f"warning: {path}:3: settings.admins[0]: no user" in done.output
+    assert "ok (1 roles, 1 approval rules, 0 resources" in done.output
+    assert "5 warning(s)" in done.output
+    strict = CliRunner().invoke(cli, ["policy", "check", "--strict", str(path)])
+    assert strict.exit_code == 1
