@@ -94,3 +94,14 @@ def test_policy_check_prints_warnings_and_fails_on_them_only_when_strict(
     assert "5 warning(s)" in done.output
     strict = CliRunner().invoke(cli, ["policy", "check", "--strict", str(path)])
     assert strict.exit_code == 1
+
+
+def test_policy_check_reads_standard_input() -> None:
+    from click.testing import CliRunner
+
+    from jitgate.entrypoints.cli.main import cli
+
+    good = CliRunner().invoke(cli, ["policy", "check", "-"], input=EXAMPLE.read_text())
+    assert good.exit_code == 0 and "-: ok (8 roles" in good.output
+    bad = CliRunner().invoke(cli, ["policy", "check", "-"], input="version: 2\n")
+    assert bad.exit_code == 1 and "<stdin>:1: version: unsupported version 2" in bad.output

@@ -9,6 +9,7 @@ only when it has no problem.
 from jitgate.adapters.policy.load import (
     CheckedPolicy,
     check_policy,
+    check_policy_text,
     load_policy,
     load_policy_text,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "PolicyError",
     "PolicyProblem",
     "check_policy",
+    "check_policy_text",
     "load_policy",
     "load_policy_text",
 ]

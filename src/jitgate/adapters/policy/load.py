@@ -88,8 +88,15 @@ def check_policy(
 def load_policy_text(
     text: str, filename: str = "<policy>", *, plugins: PluginCatalog | None = None
 ) -> Policy:
-    """Load a policy from a string (tests, ``policy check -``)."""
-    return _build([(filename, text.encode("utf-8"))], plugins).policy
+    """Load a policy from a string (tests, tools)."""
+    return check_policy_text(text, filename, plugins=plugins).policy
+
+
+def check_policy_text(
+    text: str, filename: str = "<policy>", *, plugins: PluginCatalog | None = None
+) -> CheckedPolicy:
+    """``check_policy`` of a string (``policy check -``: a policy on standard input)."""
+    return _build([(filename, text.encode("utf-8"))], plugins)
 
 
 def _read(path: FsPath, name: str) -> bytes:

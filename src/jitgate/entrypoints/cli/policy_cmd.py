@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 
 import click
@@ -16,19 +17,23 @@ def policy() -> None:
 
 
 @policy.command()
-@click.argument("path", type=click.Path(exists=True, dir_okay=True))
+@click.argument("path", type=click.Path(exists=True, dir_okay=True, allow_dash=True))
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too (for CI).")
 @friendly
 def check(path: str, strict: bool) -> None:
-    """Validate PATH (a file or a folder); print every error with file, line and key.
+    """Validate PATH (a file, a folder, or - for standard input); print every error with
+    file, line and key.
 
     Warnings (a group nobody is in, a team without an entry while a rule asks for team
     leads, an extendable role without max_duration) are printed too; they fail the check
     only with --strict."""
-    from jitgate.adapters.policy import PolicyError, check_policy
+    from jitgate.adapters.policy import PolicyError, check_policy, check_policy_text
 
     try:
-        checked = check_policy(path)
+        if path == "-":
+            checked = check_policy_text(sys.stdin.read(), "<stdin>")
+        else:
+            checked = check_policy(path)
     except PolicyError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
