@@ -211,6 +211,19 @@ def test_audit_verify_an_empty_export_says_so(tmp_path: Path) -> None:
     assert "does not exist" in missing.stderr
 
 
+def test_audit_verify_with_the_head_finds_events_cut_off_the_end(tmp_path: Path) -> None:
+    lines = chain(3)
+    head = json.loads(lines[-1])["hash"]
+    whole = run("audit", "verify", written(tmp_path, lines), "--head", head.upper())
+    assert whole.returncode == 0, whole.stderr
+    cut = written(tmp_path, lines[:2])
+    assert run("audit", "verify", cut).returncode == 0  # a shorter chain is still a chain
+    one_line_error(
+        run("audit", "verify", cut, "--head", head),
+        f"not at the head {head}: events are missing at its end",
+    )
+
+
 # --- ls --to-approve: only what the caller can still decide -----------------------------------
 
 

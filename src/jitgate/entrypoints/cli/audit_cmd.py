@@ -111,11 +111,22 @@ def export(db_url: str, out: str) -> None:
 @click.argument(
     "path", required=False, type=click.Path(exists=True, dir_okay=False, allow_dash=True)
 )
+@click.option(
+    "--head",
+    "expected_head",
+    default=None,
+    metavar="HASH",
+    help="The chain must end at this hash (the head GET /v1/audit/verify gave when the "
+    "export was made): events cut off at the end are found too.",
+)
 @db_option
 @friendly
-def verify(path: str | None, db_url: str) -> None:
+def verify(path: str | None, expected_head: str | None, db_url: str) -> None:
     """Check the hash chain of an export (PATH, - for stdin) or of the database; exit 1 if
-    broken or if PATH is not an export."""
+    broken or if PATH is not an export.
+
+    A chain proves that nothing inside it was changed, removed or reordered; only a head
+    kept elsewhere (--head) proves that nothing was cut off its end."""
     from jitgate.adapters.db.uow import SqlUnitOfWork
     from jitgate.domain.audit import verify_chain
 
@@ -138,6 +149,11 @@ def verify(path: str | None, db_url: str) -> None:
             err=True,
         )
         raise SystemExit(1)
+    if expected_head is not None and check.head != expected_head.strip().lower():
+        fail(
+            f"the chain is intact but ends at {check.head} after {check.events} events, "
+            f"not at the head {expected_head.strip()}: events are missing at its end"
+        )
     empty = " (the export holds no events)" if path and not check.events else ""
     click.echo(f"ok: {check.events} events, head {check.head}{empty}")
 
