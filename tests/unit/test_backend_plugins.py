@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 import struct
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +41,7 @@ from jitgate.adapters.backends.postgres import PostgresBackend
 from jitgate.adapters.backends.ssh_ca import USER_EXTENSION, SshCaBackend, certificate_identity
 from jitgate.adapters.backends.webhook import WebhookBackend
 from jitgate.adapters.signing import new_secret, verify_webhook
+from third_party import installed
 
 NOW = datetime(2026, 3, 2, 10, 0, 0, 500_000, tzinfo=UTC)
 
@@ -86,24 +86,21 @@ def test_the_built_in_backends_are_registered_by_entry_point() -> None:
         registry.factory("nope")
 
 
+ACME = (
+    "class AcmeBackend:\n"
+    "    shares_grants = True\n"
+    "    verifiable = False\n"
+    "    def __init__(self, name, config, deps):\n"
+    "        self.name, self.config = name, config\n"
+)
+
+
 @pytest.fixture
 def third_party(tmp_path: Path) -> Iterator[None]:
     """A package installed on its own, declaring a backend in ``jitgate.backends``."""
-    (tmp_path / "acme_backend.py").write_text(
-        "class AcmeBackend:\n"
-        "    shares_grants = True\n"
-        "    verifiable = False\n"
-        "    def __init__(self, name, config, deps):\n"
-        "        self.name, self.config = name, config\n"
-    )
-    dist = tmp_path / "acme_backend-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-backend\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[jitgate.backends]\nacme = acme_backend:AcmeBackend\n")
-    sys.path.insert(0, str(tmp_path))
-    yield
-    sys.path.remove(str(tmp_path))
-    sys.modules.pop("acme_backend", None)
+    entry = "acme = acme_backend:AcmeBackend"
+    with installed(tmp_path, "acme_backend", ACME, "jitgate.backends", entry):
+        yield
 
 
 def test_a_third_party_backend_is_found_and_gets_a_frozen_config(third_party: None) -> None:

@@ -17,6 +17,7 @@ from jitgate.adapters.plugin_config import ConfigProblem
 from jitgate.adapters.policy import PolicyError, PolicyProblem, load_policy, load_policy_text
 from jitgate.adapters.policy.plugins import Kind, PluginCatalog
 from jitgate.domain.policy import Policy
+from third_party import installed
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -351,15 +352,9 @@ def test_importing_the_loader_loads_no_plugin() -> None:
 @pytest.fixture
 def installed_fax(tmp_path: Path) -> Iterator[None]:
     """A notifier shipped as its own package, in the ``jitgate.notifiers`` group."""
-    (tmp_path / "acme_fax.py").write_text("class FaxNotifier:\n    CONFIG_KEYS = ('number',)\n")
-    dist = tmp_path / "acme_fax-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-fax\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[jitgate.notifiers]\nfax = acme_fax:FaxNotifier\n")
-    sys.path.insert(0, str(tmp_path))
-    yield
-    sys.path.remove(str(tmp_path))
-    sys.modules.pop("acme_fax", None)
+    source = "class FaxNotifier:\n    CONFIG_KEYS = ('number',)\n"
+    with installed(tmp_path, "acme_fax", source, "jitgate.notifiers", "fax = acme_fax:FaxNotifier"):
+        yield
 
 
 def test_an_installed_third_party_channel_type_is_accepted(installed_fax: None) -> None:
