@@ -87,7 +87,10 @@ def test_every_channel_speaks_its_peer_format(
     assert len(lookups) == 2 and len(posts) == 2
     assert sorted(p.json()["channel"] for p in posts) == sorted(slack_id(a) for a in APPROVERS)
     dm_actions = next(b for b in posts[0].json()["blocks"] if b["type"] == "actions")["elements"]
-    assert [a.get("url") is None for a in dm_actions] == [True, True, False]  # interactive
+    # Approve is interactive; Deny opens its page, which asks for the reason a deny needs
+    assert [a.get("url") is None for a in dm_actions] == [True, False, False]
+    deny = signer.read(dm_actions[1]["url"].rsplit("/", 1)[1])
+    assert deny.action == "deny" and slack_id(deny.subject) == posts[0].json()["channel"]
 
     (card_post,) = http_sink.paths("/teams/")
     card = card_post.json()["attachments"][0]

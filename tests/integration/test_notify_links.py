@@ -156,6 +156,37 @@ def test_an_expired_link_is_gone(pages: Callable[..., Pages]) -> None:
     assert browser.get(early).status_code == 410
 
 
+def test_only_a_link_that_can_still_act_signs_a_browser_in(pages: Callable[..., Pages]) -> None:
+    """A used, expired or view link never mints a session (which could act on links bound to
+    nobody, from shared channels); a live one mints one that ends when the link would."""
+    p = pages()
+    request, url, browser, page = p.opened("approve", MARK)
+    minted = page.headers["set-cookie"]
+    max_age = int(re.search(r"Max-Age=(\d+)", minted, re.I).group(1))  # type: ignore[union-attr]
+    left = (request.expires_at - p.n.clock.now()).total_seconds()
+    assert 0 < max_age <= left
+    browser.post(url, data={"csrf": csrf_of(page.text), "comment": "ok"})
+    used = p.new_client().get(url)
+    assert used.status_code == 410 and "set-cookie" not in used.headers
+
+    other = p.n.create()
+    assert "set-cookie" not in p.new_client().get(p.link(other, "view", MARK)).headers
+    stale = p.link(other, "approve", MARK)
+    p.n.clock.set(other.expires_at)
+    expired = p.new_client().get(stale)
+    assert expired.status_code == 410 and "set-cookie" not in expired.headers
+
+
+def test_a_post_from_another_site_is_refused(pages: Callable[..., Pages]) -> None:
+    p = pages()
+    request, url, browser, page = p.opened("approve", MARK)
+    form = {"csrf": csrf_of(page.text)}
+    elsewhere = browser.post(url, data=form, headers={"Origin": "https://evil.example"})
+    assert elsewhere.status_code == 403 and p.state(request.id).approvals == ()
+    own = str(browser.base_url).rstrip("/")
+    assert browser.post(url, data=form, headers={"Origin": own}).status_code == 200
+
+
 def test_a_post_without_the_page_token_is_refused(pages: Callable[..., Pages]) -> None:
     p = pages()
     request = p.n.create()
@@ -189,7 +220,11 @@ def test_after_someone_else_decided_the_page_says_what_happened(
 def test_deny_with_a_reason(pages: Callable[..., Pages]) -> None:
     p = pages()
     request, url, browser, page = p.opened("deny", SAM)
-    assert "Deny this request?" in page.text
+    assert "Deny this request?" in page.text and "required" in page.text
+    for blank in ("", "   "):  # SPEC §3: a deny needs a reason on every path
+        refused = browser.post(url, data={"csrf": csrf_of(page.text), "comment": blank})
+        assert refused.status_code == 422 and "needs a reason" in refused.text
+    assert p.state(request.id).state is State.PENDING  # and the link is not used up
     done = browser.post(url, data={"csrf": csrf_of(page.text), "comment": "use the runbook"})
     assert done.status_code == 200 and "denied" in done.text
     found = p.state(request.id)

@@ -116,7 +116,7 @@ def test_an_eligible_approver_approves_and_the_message_is_updated(slack_api: Sla
     (update,) = slack_api.responses(1)
     assert update["replace_original"] is True and "sam@example.com approved" in update["text"]
     actions = next(b for b in update["blocks"] if b["type"] == "actions")["elements"]
-    assert [a["action_id"] for a in actions] == ["jitgate.approve", "jitgate.deny"]
+    assert [a["action_id"] for a in actions][:1] == ["jitgate.approve"]
 
     # the same call again (a replay inside the five minutes) changes nothing
     assert slack_api.post(body, headers).status_code == 200
@@ -170,17 +170,24 @@ def test_an_unknown_slack_user_is_not_recorded(slack_api: SlackCaller) -> None:
     assert slack_api.request(request.id).approvals == ()
 
 
-def test_deny_and_a_foreign_response_url_is_never_called(slack_api: SlackCaller) -> None:
+def test_a_deny_click_decides_nothing_its_page_asks_for_the_reason(
+    slack_api: SlackCaller,
+) -> None:
+    """Deny is a link button (SPEC §3: a deny needs a reason, which its page asks for);
+    Slack still reports the click, which is acknowledged and changes nothing."""
     request = slack_api.n.create()
-    body = slack_api.body(
-        request.id,
-        slack_id(MARK),
-        action="jitgate.deny",
-        response_url="http://127.0.0.1:9/internal",
-    )
+    body = slack_api.body(request.id, slack_id(MARK), action="jitgate.deny")
     assert slack_api.post(body, slack_api.signed(body)).status_code == 200
     found = slack_api.request(request.id)
-    assert found.state is State.DENIED and found.approvals[0].via == "slack"
+    assert found.state is State.PENDING and found.approvals == ()
+
+
+def test_a_foreign_response_url_is_never_called(slack_api: SlackCaller) -> None:
+    request = slack_api.n.create()
+    body = slack_api.body(request.id, slack_id(MARK), response_url="http://127.0.0.1:9/internal")
+    assert slack_api.post(body, slack_api.signed(body)).status_code == 200
+    found = slack_api.request(request.id)
+    assert found.approvals[0].approver == MARK and found.approvals[0].via == "slack"
     time.sleep(0.3)
     assert slack_api.sink.paths("/slack/response/") == []
 

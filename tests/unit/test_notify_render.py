@@ -117,7 +117,7 @@ def test_slack_buttons_link_or_interactive() -> None:
     actions = next(b for b in interactive if b["type"] == "actions")["elements"]
     assert [(a["action_id"], a.get("url"), a.get("value")) for a in actions][:2] == [
         (slack.APPROVE, None, message().request.id),
-        (slack.DENY, None, message().request.id),
+        (slack.DENY, LINKS.deny, message().request.id),  # its page asks for the reason
     ]
     outcome = slack.body(
         message("request.approved", asks_decision=False, links=Links(view=LINKS.view)),
@@ -127,11 +127,14 @@ def test_slack_buttons_link_or_interactive() -> None:
     assert [a["action_id"] for a in actions] == [slack.VIEW]
 
 
-def test_a_long_reason_stays_within_block_kit_limits() -> None:
-    body = slack.body(message(reason="<&>" * 700), interactive=True)
+@pytest.mark.parametrize("reason", ["<&>" * 666, "x" * 1000 + "<" * 900, "&" * 2000])
+def test_a_long_reason_stays_within_block_kit_limits(reason: str) -> None:
+    body = slack.body(message(reason=reason), interactive=True)
     assert [b.to_dict() for b in Block.parse_all(body["blocks"])] == body["blocks"]
-    reason = body["blocks"][2]["text"]["text"]
-    assert len(reason) <= 3000 and not reason.rstrip("…").endswith("&")
+    text = body["blocks"][2]["text"]["text"]
+    assert len(text) <= 3000 and not text.rstrip("…").endswith("&")
+    # cut where the limit is, not far before it: as much of the reason as fits is shown
+    assert len(text) > 2900 - len("&amp;") - len("*Reason:*\n…")
 
 
 def _client(handler: Any) -> httpx.Client:

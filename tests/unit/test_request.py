@@ -341,9 +341,10 @@ def test_expire_pending_only_at_or_after_the_ttl(example_policy: Policy) -> None
 
 
 def test_escalate_only_once_and_only_while_pending(example_policy: Policy, oncall: str) -> None:
-    request = _open(example_policy)
+    request = _open(example_policy)  # sre-oncall: ssh and kubernetes rules, both to sre-leads
     request.escalate(START + 30 * M)
     assert request.escalated
+    assert request.events[-1].data["escalate_to"] == [{"group": "sre-leads"}]  # named once
     with pytest.raises(Conflict):
         request.escalate(START + 31 * M)
     approved = _approved_prod(example_policy, oncall)

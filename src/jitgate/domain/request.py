@@ -201,7 +201,9 @@ class AccessRequest:
         self._record(
             "request.escalated",
             SYSTEM_ACTOR,
-            escalate_to=[s.as_dict() for r in self.rules for s in r.escalate_to],
+            escalate_to=[
+                s.as_dict() for s in dict.fromkeys(x for r in self.rules for x in r.escalate_to)
+            ],
         )
 
     def warn_expiring(self, now: datetime) -> None:

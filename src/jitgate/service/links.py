@@ -27,7 +27,6 @@ from jitgate.service.ports import UnitOfWork
 
 Action = Literal["approve", "deny", "view"]
 PageKind = Literal["confirm", "view", "gone", "forbidden", "missing"]
-DEFAULT_DENY_REASON = "denied with a one-click link"
 
 
 @dataclass(frozen=True)
@@ -153,8 +152,8 @@ def decide_from_link(
     if page.kind != "confirm" or person is None:
         raise Forbidden(page.message)
     text = (comment or "").strip() or None
-    if link.action == "deny" and text is None:
-        text = DEFAULT_DENY_REASON
+    if link.action == "deny" and text is None:  # SPEC §3: on every path, as in the API
+        raise Invalid("a deny needs a reason: say why in the box, then deny again")
     _reserve(ctx, uses_of, link, person)
     try:
         if link.action == "approve":

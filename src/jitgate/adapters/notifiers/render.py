@@ -56,13 +56,21 @@ def teams_escape(text: str | None) -> str:
 
 
 def clipped(text: str | None, limit: int, escape: Callable[[str | None], str]) -> str:
-    """``escape(text)`` cut to ``limit`` characters without breaking an escape sequence."""
+    """``escape(text)`` cut to ``limit`` characters without breaking an escape sequence:
+    the longest start of the text whose escaped form, with "…", fits (a binary search, as
+    escaping may lengthen some characters several times)."""
     raw = plain(text)
     out = escape(raw)
-    while len(out) > limit and raw:
-        raw = raw[: max(0, len(raw) - max(len(out) - limit, 16))]
-        out = escape(raw + "…")
-    return out
+    if len(out) <= limit:
+        return out
+    fits, over = 0, len(raw)  # escape(raw[:fits] + "…") fits; raw[:over] does not
+    while over - fits > 1:
+        middle = (fits + over) // 2
+        if len(escape(raw[:middle] + "…")) <= limit:
+            fits = middle
+        else:
+            over = middle
+    return escape(raw[:fits] + "…")
 
 
 def human_duration(seconds: int) -> str:

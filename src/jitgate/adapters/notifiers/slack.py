@@ -116,9 +116,10 @@ def _actions(message: Message, interactive: bool) -> list[dict[str, Any]]:
     rid = message.request.id
     out: list[dict[str, Any]] = []
     if message.asks_decision:
-        if interactive:
+        if interactive:  # a deny needs a reason: Deny opens the link's page, which asks for it
             out.append(button("Approve", APPROVE, value=rid, style="primary"))
-            out.append(button("Deny", DENY, value=rid, style="danger"))
+            if links.deny:
+                out.append(button("Deny", DENY, value=rid, url=links.deny, style="danger"))
         elif links.approve and links.deny:
             out.append(button("Approve", APPROVE, value=rid, url=links.approve, style="primary"))
             out.append(button("Deny", DENY, value=rid, url=links.deny, style="danger"))

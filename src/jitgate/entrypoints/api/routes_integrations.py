@@ -9,7 +9,9 @@ Invariants:
   token, never by anything the caller sends; the decision then goes through ``decisions``
   with ``via="slack"``, so eligibility and "never your own request" hold as for any approval;
 - the original message is updated through its ``response_url`` only when that URL starts
-  with the channel's ``response_url_prefix`` (``https://hooks.slack.com/``).
+  with the channel's ``response_url_prefix`` (``https://hooks.slack.com/``);
+- only Approve decides here: Deny is a link button to the deny page, which asks for the
+  reason a deny needs (SPEC §3), so its click is only acknowledged.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from jitgate.service.notifications import Message, RequestFacts
 
 log = logging.getLogger("jitgate.slack")
 router = APIRouter(prefix="/v1/integrations", tags=["integrations"])
-SLACK_DENY_REASON = "denied in Slack"
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,9 @@ async def slack_actions(request: Request, app: AppDep, background: BackgroundTas
     if slack_app is None:
         return problem(401, "the Slack signature is missing, wrong or too old")
     click = _click(body)
-    if click is None or click.action not in (slack.APPROVE, slack.DENY):
+    if click is None or click.action != slack.APPROVE:
+        # Deny and View open their pages (a deny needs a reason, asked for there); Slack
+        # still reports the click, which is only acknowledged
         return Response(status_code=200)
     seen = (
         "slack:"
@@ -108,7 +111,7 @@ def _handle(
     app: Any, rt: NotifyRuntime, slack_app: SlackApp, click: Click, seen: str
 ) -> dict[str, Any] | None:
     ctx = app.ctx
-    verb = "approve" if click.action == slack.APPROVE else "deny"
+    verb = "approve"
     if not claim_once(
         ctx,
         rt.link_uses_of,
@@ -125,18 +128,9 @@ def _handle(
             "jitgate could not tell who you are from Slack; use the link in your email instead."
         )
     try:
-        if verb == "approve":
-            request = decisions.approve_request(
-                ctx, request_id=click.request_id, approver=person, via="slack"
-            ).request
-        else:
-            request = decisions.deny_request(
-                ctx,
-                request_id=click.request_id,
-                approver=person,
-                reason=SLACK_DENY_REASON,
-                via="slack",
-            ).request
+        request = decisions.approve_request(
+            ctx, request_id=click.request_id, approver=person, via="slack"
+        ).request
     except DomainError as exc:
         return _ephemeral(f"Not recorded: {exc}")
     return _updated(request, person, verb, ctx.clock.now().isoformat())

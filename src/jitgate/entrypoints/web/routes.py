@@ -20,6 +20,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
@@ -92,12 +93,14 @@ def _session(request: Request, signer: HmacLinkSigner) -> WebSession | None:
     return signer.read_session(request.cookies.get(COOKIE), int(time.time()))
 
 
-def _set_cookie(response: HTMLResponse, request: Request, rt: NotifyRuntime, value: str) -> None:
+def _set_cookie(
+    response: HTMLResponse, request: Request, rt: NotifyRuntime, value: str, max_age: int
+) -> None:
     secure = request.url.scheme == "https" or rt.env.get("JITGATE_COOKIE_SECURE") == "1"
     response.set_cookie(
         COOKIE,
         value,
-        max_age=rt.web.session_hours * 3600,
+        max_age=max_age,
         path="/l/",
         httponly=True,
         samesite="lax",
@@ -120,17 +123,22 @@ def show_link(token: str, request: Request, app: AppDep) -> HTMLResponse:
         return _page(404, HEADINGS["missing"], "This link was not made by this server.")
     session = _session(request, rt.signer)
     person = _person(request, rt, session)
-    new_cookie: str | None = None
-    if session is None or (not session.subject and not rt.web.user_header and link.subject):
-        subject = "" if rt.web.user_header else link.subject
-        expires = int(time.time()) + rt.web.session_hours * 3600
-        new_cookie = rt.signer.session(subject, expires)
-        session = rt.signer.read_session(new_cookie, int(time.time()))
+    fresh = session is None or (not session.subject and not rt.web.user_header and link.subject)
+    subject = "" if rt.web.user_header else link.subject
+    if fresh:
         person = person or (subject or None)
     page = open_link(app.ctx, rt.link_uses_of, link=link, person=person)
+    new_cookie: str | None = None
+    if fresh and page.kind == "confirm":
+        # only a link that can still act signs the browser in, and no longer than the link
+        # itself would last: a used, expired or view link never does
+        left = (link.expires_at - app.ctx.clock.now()).total_seconds()
+        lifetime = int(max(1, min(rt.web.session_hours * 3600, left)))
+        new_cookie = rt.signer.session(subject, int(time.time()) + lifetime)
+        session = rt.signer.read_session(new_cookie, int(time.time()))
     response = _render(page, rt, token, session)
     if new_cookie:
-        _set_cookie(response, request, rt, new_cookie)
+        _set_cookie(response, request, rt, new_cookie, lifetime)
     return response
 
 
@@ -163,7 +171,9 @@ def decide_link(
     if rt is None or link is None:
         return _page(404, HEADINGS["missing"], "This link was not made by this server.")
     session = _session(request, rt.signer)
-    cross_site = request.headers.get("sec-fetch-site", "") == "cross-site"
+    cross_site = request.headers.get("sec-fetch-site", "") == "cross-site" or _foreign(
+        request, app.ctx.policy.current.settings.public_url
+    )
     if session is None or cross_site or not rt.signer.check_csrf(token, session.nonce, csrf):
         return _page(
             403,
@@ -183,6 +193,20 @@ def decide_link(
     return _page(
         200, f"You {did} this request", _after(outcome.request.state.value), request=outcome.request
     )
+
+
+def _foreign(request: Request, public_url: str | None) -> bool:
+    """An ``Origin`` header naming another site than the page's own (its ``Host``) or
+    jitgate's ``public_url``; no header, or ``null`` (some privacy settings), is left to
+    the cookie and the form token."""
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return False
+    seen = urlsplit(origin).netloc.lower()
+    own = {request.headers.get("host", "").lower()}
+    if public_url:
+        own.add(urlsplit(public_url).netloc.lower())
+    return seen not in own
 
 
 def _refused(exc: DomainError, app: Any, link: Link) -> HTMLResponse:
