@@ -196,6 +196,29 @@ def test_a_resolve_never_overtakes_its_trigger(
     assert delivered[-2:] == ["trigger", "resolve"] and delivered.count("resolve") == 1
 
 
+def test_the_messages_of_one_change_keep_their_order_through_failures(
+    notify: Callable[..., Notify], db_url: str, example_policy: Policy, http_sink: HttpSink
+) -> None:
+    """An urgent request makes request.created and request.urgent in one transaction, at
+    one ``now``; to one webhook they arrive in that order even when it fails at first."""
+    routes = {
+        "request.created": ("approvers", ("siem",)),
+        "request.urgent": ("oncall", ("siem",)),
+    }
+    policy = with_notifications(example_policy, channels(http_sink), routes)
+    n = notify(db_url, policy, peer_env(http_sink), FAST)
+    http_sink.responder.status["/hook"] = 503  # type: ignore[attr-defined]
+    n.create(urgency="high")
+    n.deliver()
+    assert [r.json()["type"] for r in http_sink.paths("/hook")] == ["request.created"]
+    del http_sink.responder.status["/hook"]  # type: ignore[attr-defined]
+    for _ in range(3):
+        n.later(FAST.max_delay)
+        n.deliver()
+    delivered = [r.json()["type"] for r in http_sink.paths("/hook")]
+    assert delivered == ["request.created", "request.created", "request.urgent"]
+
+
 def test_two_workers_never_send_the_same_notification(
     notify: Callable[..., Notify], db_url: str, example_policy: Policy, http_sink: HttpSink
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -187,12 +187,15 @@ class SqlOutbox:
         self._conn = conn
 
     def add(self, notifications: Sequence[Notification], now: datetime) -> None:
+        """Rows in the order given, a microsecond apart: delivery keeps the order of one
+        request's messages on one channel to one recipient by ``created_at``, and the
+        events of one change (``request.created``, then ``request.urgent``) share ``now``."""
         import uuid
 
         rows = [
             {
                 "id": str(uuid.uuid4()),
-                "created_at": now,
+                "created_at": now + timedelta(microseconds=index),
                 "event": n.event,
                 "request_id": n.request_id,
                 "channel": n.channel,
@@ -202,7 +205,7 @@ class SqlOutbox:
                 "attempts": 0,
                 "next_attempt_at": now,
             }
-            for n in notifications
+            for index, n in enumerate(notifications)
         ]
         if rows:
             self._conn.execute(t.outbox.insert(), rows)
