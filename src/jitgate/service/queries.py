@@ -85,9 +85,11 @@ def list_requests(
 def _approver_of(ctx: Context, request: AccessRequest, viewer: str) -> bool:
     """``approver=me``: a pending request that waits on ``viewer`` (eligible, not yet
     decided by them); a decided one that ``viewer`` took part in."""
+    decided = any(a.approver == viewer for a in request.approvals)
     if request.state is State.PENDING:
-        return viewer in request.approvers_now(ctx.policy.current.directory, ctx.clock.now())
-    return any(a.approver == viewer for a in request.approvals)
+        directory, now = ctx.policy.current.directory, ctx.clock.now()
+        return not decided and request.can_decide(viewer, directory, now)
+    return decided
 
 
 def request_events(ctx: Context, *, request_id: str, viewer: str) -> list[AuditRecord]:
