@@ -4,8 +4,10 @@ replicas, and the ``jitgate notifications`` commands; against a real local HTTP 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -217,6 +219,34 @@ def test_the_messages_of_one_change_keep_their_order_through_failures(
         n.deliver()
     delivered = [r.json()["type"] for r in http_sink.paths("/hook")]
     assert delivered == ["request.created", "request.created", "request.urgent"]
+
+
+def test_a_hanging_peer_does_not_hold_up_a_page_to_another_channel(
+    notify: Callable[..., Notify], db_url: str, example_policy: Policy, http_sink: HttpSink
+) -> None:
+    """While a webhook takes 3 s to answer, the page of an urgent request created meanwhile
+    goes out at once: delivery claims more as slots free up, not batch after batch."""
+    n = hook_setup(notify, db_url, example_policy, http_sink)
+    peers = http_sink.responder
+
+    def slow_hook(got: Any) -> Any:
+        if got.path.startswith("/hook"):
+            time.sleep(3)
+        return peers(got)
+
+    http_sink.responder = slow_hook
+    n.create()
+    worker = threading.Thread(target=drain, args=(n.rt.delivery,), kwargs={"budget_seconds": 8})
+    worker.start()
+    assert http_sink.wait_for("/hook", 1, timeout=5)  # the first webhook is now hanging
+    created = time.monotonic()
+    n.create(urgency="high")
+    (page,) = http_sink.wait_for("/pagerduty", 1, timeout=5)
+    paged_after = time.monotonic() - created
+    worker.join(timeout=15)
+    assert page.json()["event_action"] == "trigger"
+    assert paged_after < 1.5, f"the page waited {paged_after:.1f} s behind the hanging webhook"
+    assert len(http_sink.paths("/hook")) == 2  # the webhook got both requests in the end
 
 
 def test_two_workers_never_send_the_same_notification(

@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -118,6 +118,14 @@ class DeliveryReport:
     retrying: int = 0
     dead: int = 0
 
+    def plus(self, other: DeliveryReport) -> DeliveryReport:
+        return DeliveryReport(
+            self.claimed + other.claimed,
+            self.sent + other.sent,
+            self.retrying + other.retrying,
+            self.dead + other.dead,
+        )
+
 
 @dataclass
 class Delivery:
@@ -150,32 +158,45 @@ def backoff(attempt: int, options: DeliveryOptions, rng: random.Random) -> float
 
 def deliver_due(d: Delivery) -> DeliveryReport:
     """Claim a batch of due notifications, send them, record each outcome; one batch."""
+    started = _start(d, d.options.batch)
+    return _record(d, [f.result() for f in started]) if started else DeliveryReport()
+
+
+Attempt = Future[tuple[OutboxItem, "Sent | DeliveryFailed"]]
+
+
+def _start(d: Delivery, limit: int) -> list[Attempt]:
+    """Claim up to ``limit`` due notifications and start sending each in the pool."""
     ctx = d.ctx
     now = ctx.clock.now()
     with ctx.uow() as uow:
-        items = d.store_of(uow).claim(now, d.options.batch, d.options.lease)
+        items = d.store_of(uow).claim(now, limit, d.options.lease)
         uow.commit()
-    if not items:
-        return DeliveryReport()
     policy = ctx.policy.current
-    results = list(d.pool().map(lambda item: _attempt(d, item, policy, now), items))
-    return _record(d, results)
+    return [d.pool().submit(_attempt, d, item, policy, now) for item in items]
 
 
-def drain(d: Delivery, *, budget_seconds: float = 5.0) -> DeliveryReport:
-    """``deliver_due`` until nothing is due or ``budget_seconds`` passed."""
+def drain(
+    d: Delivery, *, budget_seconds: float = 5.0, poll_seconds: float = 0.25
+) -> DeliveryReport:
+    """Send what is due, ``concurrency`` at a time, until nothing is due or in flight.
+
+    More is claimed as sends finish, and every ``poll_seconds`` while one is slow, so a peer
+    that hangs until its timeout holds up only its own messages (and the later ones of
+    the same request, channel and recipient, which wait for it by design), never an
+    urgent page to another channel. Nothing new is claimed after ``budget_seconds``."""
     total = DeliveryReport()
     started = time.monotonic()
+    in_flight: set[Attempt] = set()
     while True:
-        report = deliver_due(d)
-        total = DeliveryReport(
-            total.claimed + report.claimed,
-            total.sent + report.sent,
-            total.retrying + report.retrying,
-            total.dead + report.dead,
-        )
-        if report.claimed < d.options.batch or time.monotonic() - started > budget_seconds:
+        room = d.options.concurrency - len(in_flight)
+        if room > 0 and time.monotonic() - started <= budget_seconds:
+            in_flight.update(_start(d, room))
+        if not in_flight:
             return total
+        done, in_flight = wait(in_flight, timeout=poll_seconds, return_when=FIRST_COMPLETED)
+        if done:
+            total = total.plus(_record(d, [f.result() for f in done]))
 
 
 def _attempt(
