@@ -311,7 +311,7 @@ def test_teams_card_matches_the_schema_and_is_inert() -> None:
     assert_inert_text(text)
     assert "[Approve](https" not in text and "**x**" not in text
     assert (
-        r"\[Approve\]\(https://evil\.example\)"
+        r"\[Approve\]\(https://evil.example\)"
         in body["attachments"][0]["content"]["body"][3]["text"]
     )
     card = body["attachments"][0]["content"]
@@ -323,6 +323,12 @@ def test_teams_card_matches_the_schema_and_is_inert() -> None:
 
 def test_teams_escaping() -> None:
     assert teams_escape("[a](b) **c** <d> &") == r"\[a\]\(b\) \*\*c\*\* &lt;d&gt; &amp;"
+    # list and heading marks only where they would start one; addresses and versions stay
+    assert teams_escape("jane.doe@example.com on prod-db-01, v1.2") == (
+        "jane.doe@example.com on prod-db-01, v1.2"
+    )
+    assert teams_escape("- a") == r"\- a" and teams_escape("+ a") == r"\+ a"
+    assert teams_escape("# INC-1") == r"\# INC-1" and teams_escape("12. item") == r"12\. item"
 
 
 # -- e-mail -----------------------------------------------------------------------------------

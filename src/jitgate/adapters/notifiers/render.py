@@ -16,7 +16,8 @@ from jitgate.service.notifications import Message
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
 _HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 _MENTION = re.compile(r"@(here|channel|everyone)\b", re.IGNORECASE)
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+_MARKDOWN = re.compile(r"([\\`*_\[\]()~])")  # syntax anywhere in a line
+_LINE_START = re.compile(r"^(\s*)([-+#]|\d+(?=\.))", re.MULTILINE)  # lists and headings
 ZWSP = "\u200b"
 
 TITLES = {
@@ -49,10 +50,19 @@ def slack_escape(text: str | None) -> str:
 
 
 def teams_escape(text: str | None) -> str:
-    """Adaptive Card Markdown: entities for ``&<>`` and a backslash before Markdown syntax."""
+    """Adaptive Card Markdown: entities for ``&<>`` and a backslash before Markdown syntax
+    (emphasis, links and code anywhere; list and heading marks at the start of a line)."""
     escaped = plain(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     escaped = _MARKDOWN.sub(r"\\\1", escaped)
+    escaped = _LINE_START.sub(_defuse_line_start, escaped)
     return _MENTION.sub(lambda m: "@" + ZWSP + m.group(1), escaped)
+
+
+def _defuse_line_start(match: re.Match[str]) -> str:
+    """``- a``, ``+ a``, ``# a`` -> a backslash before the mark; ``1. a`` -> ``1\\. a``:
+    only where they would start a list or a heading (``jane.doe@example.com`` stays)."""
+    space, mark = match.group(1), match.group(2)
+    return f"{space}{mark}\\" if mark[0].isdigit() else f"{space}\\{mark}"
 
 
 def clipped(text: str | None, limit: int, escape: Callable[[str | None], str]) -> str:
