@@ -105,3 +105,25 @@ def test_policy_check_reads_standard_input() -> None:
     assert good.exit_code == 0 and "-: ok (8 roles" in good.output
     bad = CliRunner().invoke(cli, ["policy", "check", "-"], input="version: 2\n")
     assert bad.exit_code == 1 and "<stdin>:1: version: unsupported version 2" in bad.output
+
+
+def test_a_channel_no_route_sends_to_is_warned_about(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            version: 1
+            notifications:
+              channels:
+                slack: {type: slack, webhook_url_env: SLACK_URL}
+                teams: {type: teams, webhook_url_env: TEAMS_URL}
+            """
+        )
+    )
+    (warning,) = check_policy(path).warnings
+    assert (warning.line, warning.path) == (5, "notifications.channels.teams")
+    assert "the RFC 10.5.2 defaults use the slack, email and pagerduty channels" in warning.message
+    routed = path.read_text() + "  routes:\n    request.created: {to: approvers, via: [teams]}\n"
+    path.write_text(routed)
+    (warning,) = check_policy(path).warnings
+    assert warning.path == "notifications.channels.slack" and "defaults" not in warning.message

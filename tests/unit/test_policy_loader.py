@@ -174,14 +174,14 @@ def test_example_roles(example: Policy) -> None:
 
 
 def test_example_notifications_rfc_10_5(example: Policy) -> None:
-    assert example.notifications.routes == {
-        "request.created": Route("approvers", ("slack", "email")),
-        "request.approved": Route("requester", ("slack", "email")),
-        "request.denied": Route("requester", ("slack", "email")),
-        "request.expired": Route("requester", ("slack",)),
-        "access.expiring": Route("requester", ("slack",)),
-        "request.urgent": Route("oncall", ("pagerduty",)),
-        "request.escalated": Route("escalate_to", ("slack", "pagerduty")),
+    assert example.notifications.routes == {  # RFC 10.5.2, plus the SIEM and Teams
+        "request.created": Route("approvers", ("slack", "email", "teams", "siem")),
+        "request.approved": Route("requester", ("slack", "email", "siem")),
+        "request.denied": Route("requester", ("slack", "email", "siem")),
+        "request.expired": Route("requester", ("slack", "siem")),
+        "access.expiring": Route("requester", ("slack", "siem")),
+        "request.urgent": Route("oncall", ("pagerduty", "siem")),
+        "request.escalated": Route("escalate_to", ("slack", "pagerduty", "siem")),
     }
     channels = example.notifications.channels
     assert channels["slack"] == {

@@ -7,7 +7,8 @@ Warnings do not stop a load (a policy can be right to name a group nobody is in 
   there silently means no admin, nobody may request, or nobody may approve;
 - a user's ``team`` with no entry in ``directory.teams`` while a rule asks for a team lead;
 - an ``extendable`` role without ``max_duration``: its grants extend only up to their
-  purpose's max, and not at all without a purpose.
+  purpose's max, and not at all without a purpose;
+- a notification channel that no route (written, or the RFC 10.5.2 defaults) sends to.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from jitgate.adapters.policy.checks import Checker
 from jitgate.adapters.policy.problems import Path
 from jitgate.domain.policy import Policy
+from jitgate.service.notifications import routes_of
 
 
 def notice(check: Checker, data: dict[str, Any], policy: Policy) -> None:
@@ -36,12 +38,31 @@ def notice(check: Checker, data: dict[str, Any], policy: Policy) -> None:
                 path: Path = ("directory", "users", email, "team")
                 near = _near(team, policy.directory.teams)
                 check.warn(path, f"team {team!r} is not in directory.teams{near}: no team lead")
+    _unrouted_channels(check, policy)
     for name, role in policy.roles.items():
         if role.extendable and role.max_duration is None:
             check.warn(
                 ("roles", name, "extendable"),
                 "an extendable role needs max_duration: without it a grant extends only up "
                 "to its purpose's max, and not at all without a purpose",
+            )
+
+
+def _unrouted_channels(check: Checker, policy: Policy) -> None:
+    used = {name for route in routes_of(policy).values() for name in route.via}
+    for name in policy.notifications.channels:
+        if name not in used:
+            why = (
+                ""
+                if policy.notifications.routes
+                else (
+                    " (with no routes written, the RFC 10.5.2 defaults use the slack, email "
+                    "and pagerduty channels only)"
+                )
+            )
+            check.warn(
+                ("notifications", "channels", name),
+                f"no route sends anything to this channel: name it in notifications.routes{why}",
             )
 
 
