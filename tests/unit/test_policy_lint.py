@@ -127,3 +127,24 @@ def test_a_channel_no_route_sends_to_is_warned_about(tmp_path: Path) -> None:
     path.write_text(routed)
     (warning,) = check_policy(path).warnings
     assert warning.path == "notifications.channels.slack" and "defaults" not in warning.message
+
+
+def test_two_backends_granting_one_db_role_on_one_database_are_warned_about(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            version: 1
+            backends:
+              pg-dba: {type: postgres, dsn_env: PG_DSN, db_role: dba}
+              pg-dba2: {type: postgres, dsn_env: PG_DSN, db_role: dba, mode: grant_role}
+              pg-ro: {type: postgres, dsn_env: PG_DSN, db_role: readonly}
+              pg-eph: {type: postgres, dsn_env: PG_DSN, db_role: dba, mode: ephemeral_user}
+            """
+        )
+    )
+    (warning,) = check_policy(path).warnings
+    assert (warning.line, warning.path) == (4, "backends.pg-dba2.db_role")
+    assert "backend 'pg-dba' grants db_role 'dba' on the same database" in warning.message

@@ -8,7 +8,8 @@ Warnings do not stop a load (a policy can be right to name a group nobody is in 
 - a user's ``team`` with no entry in ``directory.teams`` while a rule asks for a team lead;
 - an ``extendable`` role without ``max_duration``: its grants extend only up to their
   purpose's max, and not at all without a purpose;
-- a notification channel that no route (written, or the RFC 10.5.2 defaults) sends to.
+- a notification channel that no route (written, or the RFC 10.5.2 defaults) sends to;
+- two ``grant_role`` backends granting one ``db_role`` through one ``dsn_env``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def notice(check: Checker, data: dict[str, Any], policy: Policy) -> None:
                 near = _near(team, policy.directory.teams)
                 check.warn(path, f"team {team!r} is not in directory.teams{near}: no team lead")
     _unrouted_channels(check, policy)
+    _shared_db_roles(check, policy)
     for name, role in policy.roles.items():
         if role.extendable and role.max_duration is None:
             check.warn(
@@ -64,6 +66,25 @@ def _unrouted_channels(check: Checker, policy: Policy) -> None:
                 ("notifications", "channels", name),
                 f"no route sends anything to this channel: name it in notifications.routes{why}",
             )
+
+
+def _shared_db_roles(check: Checker, policy: Policy) -> None:
+    """Two ``grant_role`` backends granting one ``db_role`` on one database: each keeps its
+    own count of live grants, so one's revoke takes away what the other still grants."""
+    seen: dict[tuple[str, str], str] = {}
+    for name, config in policy.backends.items():
+        if config.get("type") != "postgres" or config.get("mode", "grant_role") != "grant_role":
+            continue
+        key = (str(config.get("dsn_env")), str(config.get("db_role")))
+        if key in seen:
+            check.warn(
+                ("backends", name, "db_role"),
+                f"backend {seen[key]!r} grants db_role {key[1]!r} on the same database "
+                f"({key[0]}): one's revoke takes away the other's live grants; attach one "
+                "backend to both roles instead",
+            )
+        else:
+            seen[key] = name
 
 
 def _group_names(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
