@@ -25,8 +25,9 @@ def check(path: str, strict: bool) -> None:
     file, line and key.
 
     Warnings (a group nobody is in, a team without an entry while a rule asks for team
-    leads, an extendable role without max_duration) are printed too; they fail the check
-    only with --strict."""
+    leads, an extendable role without max_duration, a channel no route sends to, two
+    grant_role backends granting one db_role on one database) are printed too; they fail
+    the check only with --strict."""
     from jitgate.adapters.policy import PolicyError, check_policy, check_policy_text
 
     try:
