@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 #: What a plugin's ``config_problems`` returns: (path inside the entry, message).
 ConfigProblem = tuple[tuple[str | int, ...], str]
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")  # an address, as the policy loader takes one
 
 
 def short(value: object) -> str:
@@ -107,7 +107,7 @@ def email_problems(config: Mapping[str, Any], key: str) -> list[ConfigProblem]:
         return []
     value = config[key]
     address = parseaddr(value)[1] if isinstance(value, str) else ""
-    if not _EMAIL.match(address):
+    if not EMAIL.match(address):
         return [((key,), f"{short(value)} is not an email address")]
     return []
 

@@ -17,7 +17,7 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jitgate.adapters.plugin_config import short
+from jitgate.adapters.plugin_config import EMAIL, short
 from jitgate.adapters.policy.problems import (
     Location,
     Path,
@@ -28,7 +28,6 @@ from jitgate.adapters.policy.problems import (
 from jitgate.domain.durations import parse_duration
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
 class Checker:
@@ -107,7 +106,7 @@ class Checker:
 
     def email(self, value: Any, path: Path) -> str | None:
         text = self.text(value, path)
-        if text is not None and not _EMAIL.match(text):
+        if text is not None and not EMAIL.match(text):
             self.error(path, f"{text!r} is not an email address")
             return None
         return text.lower() if text is not None else None
@@ -183,7 +182,13 @@ def _iso_datetime(value: Any) -> datetime | None:
         return None
 
 
+def closest(word: str, known: Collection[str]) -> str | None:
+    """The one of ``known`` that ``word`` was most likely meant to be, if any is close."""
+    close = difflib.get_close_matches(word, sorted(known), n=1)
+    return close[0] if close else None
+
+
 def _unknown(key: str, allowed: Collection[str]) -> str:
-    close = difflib.get_close_matches(key, list(allowed), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    near = closest(key, allowed)
+    hint = f"; did you mean {near!r}?" if near else ""
     return f"unknown key {key!r}{hint} (allowed: {', '.join(sorted(allowed))})"

@@ -14,11 +14,10 @@ Warnings do not stop a load (a policy can be right to name a group nobody is in 
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
-from jitgate.adapters.policy.checks import Checker
+from jitgate.adapters.policy.checks import Checker, closest
 from jitgate.adapters.policy.problems import Path
 from jitgate.domain.policy import Policy
 from jitgate.service.notifications import routes_of
@@ -106,6 +105,6 @@ def _asks_team_leads(policy: Policy) -> bool:
     return any(spec.kind == "team_lead" for spec in specs)
 
 
-def _near(word: str, known: Any) -> str:
-    close = difflib.get_close_matches(word, sorted(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def _near(word: str, known: Collection[str]) -> str:
+    near = closest(word, known)
+    return f" (did you mean {near!r}?)" if near else ""

@@ -21,7 +21,6 @@ Invariants:
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 from collections.abc import Callable, Collection, Mapping
 from importlib.metadata import entry_points
@@ -29,7 +28,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from jitgate.adapters.plugin_config import ConfigProblem
-from jitgate.adapters.policy.checks import Checker
+from jitgate.adapters.policy.checks import Checker, closest
 from jitgate.adapters.policy.problems import Path
 from jitgate.domain.policy import Notifications, Route
 
@@ -168,8 +167,8 @@ def _entry(
 
 
 def _unknown_type(written: str, types: Collection[str], kind: Kind) -> str:
-    close = difflib.get_close_matches(written, list(types), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    near = closest(written, types)
+    hint = f"; did you mean {near!r}?" if near else ""
     installed = ", ".join(sorted(types)) or "none"
     return f"unknown {kind} type {written!r}{hint} (installed: {installed})"
 
