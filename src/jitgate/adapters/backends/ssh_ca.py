@@ -89,12 +89,19 @@ def certificate_identity(key_type: str, certificate: str, key_id: str) -> tuple[
         return None
     if not isinstance(cert, SSHCertificate) or cert.key_id != key_id.encode():
         return None
-    prefix, _, rest = key_id.partition(":")
-    request_id, _, user = rest.partition(":")
-    if prefix == "jitgate" and request_id and "@" in user:
-        return request_id, user
+    older = legacy_identity(key_id)
+    if older is not None:
+        return older
     user = cert.extensions.get(USER_EXTENSION.encode(), b"").decode(errors="replace")
     return (key_id, user) if key_id and "@" in user else None
+
+
+def legacy_identity(key_id: str) -> tuple[str, str] | None:
+    """``(request id, user)`` of a key id from before the key id became the request id
+    (``jitgate:<request>:<user>``), or ``None`` for any other key id."""
+    prefix, _, rest = key_id.partition(":")
+    request_id, _, user = rest.partition(":")
+    return (request_id, user) if prefix == "jitgate" and request_id and "@" in user else None
 
 
 def fingerprint(public_key_line: str) -> str:

@@ -141,13 +141,11 @@ def _identity(key_id: str, key_type: str | None, certificate: str | None) -> tup
     """``(request id, user)`` from the certificate sshd passed (``%t %k``), whose key id
     must be sshd's ``%i``; without ``--cert``, only an older certificate's key id
     (``jitgate:<request>:<user>``) names its user."""
-    from jitgate.adapters.backends.ssh_ca import certificate_identity
+    from jitgate.adapters.backends.ssh_ca import certificate_identity, legacy_identity
 
     if certificate and key_type:
         return certificate_identity(key_type, certificate, key_id)
-    prefix, _, rest = key_id.partition(":")
-    request_id, _, user = rest.partition(":")
-    return (request_id, user) if prefix == "jitgate" and request_id and "@" in user else None
+    return legacy_identity(key_id)
 
 
 def _target(resource: str | None, type_: str, environment: str | None) -> dict[str, str]:
