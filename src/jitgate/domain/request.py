@@ -78,7 +78,6 @@ class AccessRequest:
 
     def approvers_now(self, directory: Directory, now: datetime) -> frozenset[str]:
         """Everyone who may still approve at ``now``: eligible, and not already decided."""
-        decided = {a.approver.lower() for a in self.approvals}
         eligible = appr.candidates(
             self.rules,
             requester=self.requester,
@@ -86,7 +85,11 @@ class AccessRequest:
             at=now,
             escalated=self.escalated,
         )
-        return frozenset(p for p in eligible if p.lower() not in decided)
+        return frozenset(p for p in eligible if not self.decided_by(p))
+
+    def decided_by(self, person: str) -> bool:
+        """Whether ``person`` has already approved or denied this request."""
+        return any(appr.same_person(a.approver, person) for a in self.approvals)
 
     def honoured(self, now: datetime) -> bool:
         """Whether the grant may be used at ``now``: active and inside its window."""
@@ -113,7 +116,7 @@ class AccessRequest:
     ) -> appr.Evaluation:
         approver = approver.strip().lower()
         self._check_decider(approver, directory, now)
-        if any(appr.same_person(a.approver, approver) for a in self.approvals):
+        if self.decided_by(approver):
             raise Conflict(f"{approver} has already approved this request")
         self.approvals += (appr.Approval(approver, "approve", now, comment, via),)
         self._record("approval.recorded", approver, decision="approve", comment=comment, via=via)

@@ -28,7 +28,7 @@ def may_view(ctx: Context, request: AccessRequest, viewer: str) -> bool:
     return (
         viewer == request.requester
         or policy.is_admin(viewer)
-        or any(a.approver == viewer for a in request.approvals)
+        or request.decided_by(viewer)
         or request.can_decide(viewer, policy.directory, ctx.clock.now())
     )
 
@@ -85,7 +85,7 @@ def list_requests(
 def _approver_of(ctx: Context, request: AccessRequest, viewer: str) -> bool:
     """``approver=me``: a pending request that waits on ``viewer`` (eligible, not yet
     decided by them); a decided one that ``viewer`` took part in."""
-    decided = any(a.approver == viewer for a in request.approvals)
+    decided = request.decided_by(viewer)
     if request.state is State.PENDING:
         directory, now = ctx.policy.current.directory, ctx.clock.now()
         return not decided and request.can_decide(viewer, directory, now)
