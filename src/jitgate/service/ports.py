@@ -42,10 +42,6 @@ class TokenInfo:
     def id(self) -> str:
         return self.token_hash[:TOKEN_ID_LENGTH]
 
-    def works(self, now: datetime) -> bool:
-        """Neither revoked nor expired at ``now``."""
-        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
-
 
 class GrantView(NamedTuple):
     """The part of an active grant that authorization needs; read on the hot path (a

@@ -111,14 +111,13 @@ def _handle(
     app: Any, rt: NotifyRuntime, slack_app: SlackApp, click: Click, seen: str
 ) -> dict[str, Any] | None:
     ctx = app.ctx
-    verb = "approve"
     if not claim_once(
         ctx,
         rt.link_uses_of,
         key=seen,
         request_id=click.request_id,
         subject=click.user_id,
-        action=verb,
+        action="approve",
     ):
         log.warning("replayed Slack action ignored")
         return None
@@ -133,7 +132,7 @@ def _handle(
         ).request
     except DomainError as exc:
         return _ephemeral(f"Not recorded: {exc}")
-    return _updated(request, person, verb, ctx.clock.now().isoformat())
+    return _updated(request, person, ctx.clock.now().isoformat())
 
 
 def _email_of(http: httpx.Client, app: SlackApp, user_id: str) -> str | None:
@@ -162,14 +161,11 @@ def _ephemeral(text: str) -> dict[str, Any]:
     return {"response_type": "ephemeral", "replace_original": False, "text": slack_escape(text)}
 
 
-def _updated(request: AccessRequest, person: str, verb: str, at: str) -> dict[str, Any]:
-    """The original message, re-rendered with the outcome (buttons only while pending)."""
+def _updated(request: AccessRequest, person: str, at: str) -> dict[str, Any]:
+    """The original message after ``person`` approved in Slack, re-rendered with the
+    outcome (buttons only while pending)."""
     pending = request.state is State.PENDING
-    event = (
-        "request.created"
-        if pending
-        else ("request.denied" if request.state is State.DENIED else "request.approved")
-    )
+    event = "request.created" if pending else "request.approved"
     message = Message(
         event=event,
         channel="",
@@ -178,11 +174,11 @@ def _updated(request: AccessRequest, person: str, verb: str, at: str) -> dict[st
         actor=person,
         at=at,
         asks_decision=pending,
-        detail=request.close_reason if request.state is State.DENIED else None,
     )
     blocks = slack.blocks(message, interactive=True)
-    did = "approved" if verb == "approve" else "denied"
-    note = f"{slack_escape(person)} {did} this request in Slack; it is now {request.state.value}."
+    note = (
+        f"{slack_escape(person)} approved this request in Slack; it is now {request.state.value}."
+    )
     blocks.append({"type": "context", "elements": [slack.mrkdwn(note)]})
     return {"replace_original": True, "text": note, "blocks": blocks}
 

@@ -134,8 +134,9 @@ def show_link(token: str, request: Request, app: AppDep) -> HTMLResponse:
         # itself would last: a used, expired or view link never does
         left = (link.expires_at - app.ctx.clock.now()).total_seconds()
         lifetime = int(max(1, min(rt.web.session_hours * 3600, left)))
-        new_cookie = rt.signer.session(subject, int(time.time()) + lifetime)
-        session = rt.signer.read_session(new_cookie, int(time.time()))
+        wall = int(time.time())
+        new_cookie = rt.signer.session(subject, wall + lifetime)
+        session = rt.signer.read_session(new_cookie, wall)
     response = _render(page, rt, token, session)
     if new_cookie:
         _set_cookie(response, request, rt, new_cookie, lifetime)
