@@ -61,10 +61,14 @@ def _allowed(ctx: Context, **target: str) -> bool:
     return access.authorize(ctx, user=JANE, **target).allowed
 
 
+def _approve_both(ctx: Context, request_id: str) -> AccessRequest:
+    """ssh/production's rule: the SRE on call, then Jane's manager; the request after."""
+    approve_request(ctx, request_id=request_id, approver=_oncall(ctx))
+    return approve_request(ctx, request_id=request_id, approver=MARK).request
+
+
 def _active_prod_grant(ctx: Context, clock: ManualClock, **draft: object) -> AccessRequest:
-    request = _create(ctx, "sre-oncall", **draft)
-    approve_request(ctx, request_id=request.id, approver=_oncall(ctx))
-    done = approve_request(ctx, request_id=request.id, approver=MARK).request
+    done = _approve_both(ctx, _create(ctx, "sre-oncall", **draft).id)
     assert done.state is State.ACTIVE
     return done
 
@@ -324,16 +328,14 @@ def test_extension_moves_ends_at_and_is_capped(db_url: str, make_ctx) -> None:
     )
     assert ext.state is State.PENDING and ext.extends == grant.id
     assert _get(ctx, grant.id).ends_at == starts_at + 2 * H  # unchanged until approved
-    approve_request(ctx, request_id=ext.id, approver=_oncall(ctx))
-    approved = approve_request(ctx, request_id=ext.id, approver=MARK).request
+    approved = _approve_both(ctx, ext.id)
     # the extension's own grant is exactly the time it adds: [old end, new end)
     assert approved.state is State.APPROVED
     assert (approved.starts_at, approved.ends_at) == (starts_at + 2 * H, starts_at + 6 * H)
     assert _get(ctx, grant.id).ends_at == starts_at + 6 * H
 
     ext2 = extend_request(ctx, request_id=grant.id, requester=JANE, duration=4 * H, reason="more")
-    approve_request(ctx, request_id=ext2.id, approver=_oncall(ctx))
-    approve_request(ctx, request_id=ext2.id, approver=MARK)
+    _approve_both(ctx, ext2.id)
     assert _get(ctx, grant.id).ends_at == starts_at + 8 * H  # sre-oncall max_duration
 
     with pytest.raises(Invalid):
@@ -355,13 +357,11 @@ def test_extending_an_extension_extends_the_original_within_its_max(db_url: str,
     starts_at = grant.starts_at
     assert starts_at is not None
     first = extend_request(ctx, request_id=grant.id, requester=JANE, duration=3 * H, reason="a")
-    approve_request(ctx, request_id=first.id, approver=_oncall(ctx))
-    approve_request(ctx, request_id=first.id, approver=MARK)
+    _approve_both(ctx, first.id)
 
     second = extend_request(ctx, request_id=first.id, requester=JANE, duration=3 * H, reason="b")
     assert second.extends == grant.id
-    approve_request(ctx, request_id=second.id, approver=_oncall(ctx))
-    approved = approve_request(ctx, request_id=second.id, approver=MARK).request
+    approved = _approve_both(ctx, second.id)
     assert _get(ctx, grant.id).ends_at == starts_at + 8 * H
     assert (approved.starts_at, approved.ends_at) == (starts_at + 7 * H, starts_at + 8 * H)
     with pytest.raises(Invalid, match="maximum"):
@@ -390,8 +390,7 @@ def test_revoke_cascades_to_extensions(db_url: str, make_ctx) -> None:
     ctx, clock = make_ctx(db_url)
     grant = _active_prod_grant(ctx, clock, duration=2 * H)
     live = extend_request(ctx, request_id=grant.id, requester=JANE, duration=H, reason="a")
-    approve_request(ctx, request_id=live.id, approver=_oncall(ctx))
-    approve_request(ctx, request_id=live.id, approver=MARK)
+    _approve_both(ctx, live.id)
     waiting = extend_request(ctx, request_id=grant.id, requester=JANE, duration=H, reason="b")
     assert _get(ctx, live.id).state is State.APPROVED  # its added time is still ahead
     assert _get(ctx, waiting.id).state is State.PENDING
@@ -493,14 +492,12 @@ def test_extending_a_scheduled_grant_does_not_open_it_early(db_url: str, make_ct
     ctx, clock = make_ctx(db_url)
     begin = clock.now() + 3 * H
     grant = _create(ctx, "sre-oncall", start_at=begin, duration=2 * H)
-    approve_request(ctx, request_id=grant.id, approver=_oncall(ctx))
-    approve_request(ctx, request_id=grant.id, approver=MARK)
+    _approve_both(ctx, grant.id)
     assert _get(ctx, grant.id).state is State.APPROVED
     assert not _allowed(ctx, type="ssh", environment="production")
 
     ext = extend_request(ctx, request_id=grant.id, requester=JANE, duration=H, reason="more")
-    approve_request(ctx, request_id=ext.id, approver=_oncall(ctx))
-    approve_request(ctx, request_id=ext.id, approver=MARK)
+    _approve_both(ctx, ext.id)
     assert _get(ctx, grant.id).ends_at == begin + 3 * H
 
     lifecycle.tick(ctx)
@@ -521,8 +518,7 @@ def test_revoking_an_approved_extension_withdraws_the_extra_time(db_url: str, ma
     original_end = grant.ends_at
     assert original_end is not None
     ext = extend_request(ctx, request_id=grant.id, requester=JANE, duration=2 * H, reason="x")
-    approve_request(ctx, request_id=ext.id, approver=_oncall(ctx))
-    approve_request(ctx, request_id=ext.id, approver=MARK)
+    _approve_both(ctx, ext.id)
     assert _get(ctx, grant.id).ends_at == original_end + 2 * H
 
     revoke_request(ctx, request_id=ext.id, actor=SEC, reason="approved by mistake")
