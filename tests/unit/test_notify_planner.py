@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from jitgate.adapters.notifiers.render import outcome_line
 from jitgate.domain.creation import Draft, open_request
 from jitgate.domain.policy import Notifications, Policy, Route
 from jitgate.domain.request import AccessRequest
@@ -134,6 +135,22 @@ def test_urgent_pages_and_a_decision_resolves_once(example_policy: Policy, start
         "-",
         "jane.doe@example.com",
     ]
+
+
+def test_the_approved_notice_names_every_approver(example_policy: Policy, start: datetime) -> None:
+    policy = policy_with(example_policy)
+    planner = RoutePlanner()
+    request = request_of(policy, start)  # sre-oncall: the on-call and the manager
+    plan_all(planner, request, policy, start)
+    later = start + timedelta(minutes=1)
+    request.approve("sam@example.com", directory=policy.directory, now=later)
+    request.approve("mark.lee@example.com", directory=policy.directory, now=later)
+    notice = next(n for n in plan_all(planner, request, policy, later) if n.recipient)
+    message = Message.from_payload(
+        notice.payload, id="n-1", channel="mail", recipient=notice.recipient
+    )
+    line = outcome_line(message) or ""
+    assert line.startswith("approved by sam@example.com, mark.lee@example.com; access ")
 
 
 def test_escalation_reaches_escalate_to_and_resolve_stays_single(

@@ -92,10 +92,16 @@ def test_slack_block_kit_round_trips_and_is_inert() -> None:
     body = slack.body(message(), interactive=False)
     parsed = [b.to_dict() for b in Block.parse_all(body["blocks"])]
     assert parsed == body["blocks"]
-    text = json.dumps(body, ensure_ascii=False)
+    reason = next(b for b in body["blocks"] if b["type"] == "rich_text")
+    rest = {**body, "blocks": [b for b in body["blocks"] if b is not reason]}
+    text = json.dumps(rest, ensure_ascii=False)
     assert_inert_text(text)
-    assert "&lt;!channel&gt;" in text and "&lt;https://evil.example|Approve&gt;" in text
     assert "&lt;@U123&gt;" in text
+    # the reason is literal text: one plain text element, no mention, link or broadcast one
+    (section,) = reason["elements"]
+    label, said = section["elements"]
+    assert label == {"type": "text", "text": "Reason:\n", "style": {"bold": True}}
+    assert said == {"type": "text", "text": INJECTIONS.replace("\r\n", "\n")}
     sections = [b for b in body["blocks"] if b["type"] == "section"]
     objects = [o for s in sections for o in (s.get("fields") or [s.get("text")])]
     assert all(o["type"] == "mrkdwn" and o["verbatim"] is True for o in objects)
@@ -127,14 +133,15 @@ def test_slack_buttons_link_or_interactive() -> None:
     assert [a["action_id"] for a in actions] == [slack.VIEW]
 
 
-@pytest.mark.parametrize("reason", ["<&>" * 666, "x" * 1000 + "<" * 900, "&" * 2000])
+@pytest.mark.parametrize("reason", ["<&>" * 1000, "x" * 1000 + "<" * 2500, "&" * 2900])
 def test_a_long_reason_stays_within_block_kit_limits(reason: str) -> None:
     body = slack.body(message(reason=reason), interactive=True)
     assert [b.to_dict() for b in Block.parse_all(body["blocks"])] == body["blocks"]
-    text = body["blocks"][2]["text"]["text"]
-    assert len(text) <= 3000 and not text.rstrip("…").endswith("&")
-    # cut where the limit is, not far before it: as much of the reason as fits is shown
-    assert len(text) > 2900 - len("&amp;") - len("*Reason:*\n…")
+    text = body["blocks"][2]["elements"][0]["elements"][1]["text"]
+    if len(reason) <= slack.REASON_LIMIT:  # shown whole, as typed: no escape lengthens it
+        assert text == reason
+    else:  # cut at the limit, not before it
+        assert text == reason[: slack.REASON_LIMIT - 1] + "…"
 
 
 def _client(handler: Any) -> httpx.Client:

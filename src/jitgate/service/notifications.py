@@ -64,6 +64,7 @@ class RequestFacts:
     expires_at: str
     starts_at: str | None = None
     ends_at: str | None = None
+    approved_by: tuple[str, ...] = ()  # everyone whose approval is recorded, in order
 
     @classmethod
     def of(cls, request: AccessRequest) -> RequestFacts:
@@ -81,6 +82,7 @@ class RequestFacts:
             expires_at=request.expires_at.isoformat(),
             starts_at=_iso(request.starts_at),
             ends_at=_iso(request.ends_at),
+            approved_by=tuple(a.approver for a in request.approvals if a.decision == "approve"),
         )
 
 
@@ -126,6 +128,7 @@ class Message:
                 **facts.__dict__,
                 "roles": list(facts.roles),
                 "resources": list(facts.resources),
+                "approved_by": list(facts.approved_by),
             },
         }
 
@@ -143,6 +146,7 @@ class Message:
         raw = dict(payload["request"])
         raw["roles"] = tuple(raw.get("roles", ()))
         raw["resources"] = tuple(raw.get("resources", ()))
+        raw["approved_by"] = tuple(raw.get("approved_by", ()))
         return cls(
             event=str(payload["event"]),
             channel=channel,

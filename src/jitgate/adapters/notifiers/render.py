@@ -128,7 +128,8 @@ def outcome_line(message: Message) -> str | None:
     r = message.request
     event = message.event
     if event == "request.approved":
-        return f"approved by {message.actor}; access {when(r.starts_at)} to {when(r.ends_at)}"
+        by = ", ".join(r.approved_by or (message.actor,))
+        return f"approved by {by}; access {when(r.starts_at)} to {when(r.ends_at)}"
     if event == "request.denied":
         return f"denied by {message.actor}: {message.detail or ''}".rstrip(": ")
     if event == "request.expired":

@@ -6,8 +6,9 @@ there instead when ``audience: channel``); ``signing_secret_env`` turns Approve 
 interactive buttons answered at ``POST /v1/integrations/slack/actions``; ``api_url``
 overrides ``https://slack.com/api``.
 
-Invariants: user-supplied text is mrkdwn-escaped in ``verbatim`` text objects (no mentions,
-no auto-links); the request id is in every message; the webhook URL and the bot token never
+Invariants: the reason, free text, is literal text in a ``rich_text`` block; every other
+user-supplied text is mrkdwn-escaped in ``verbatim`` text objects (no mentions, no
+auto-links); the request id is in every message; the webhook URL and the bot token never
 appear in an error.
 """
 
@@ -32,7 +33,14 @@ from jitgate.adapters.notifiers.base import (
     setting,
     unset,
 )
-from jitgate.adapters.notifiers.render import clipped, facts, slack_escape, summary, title
+from jitgate.adapters.notifiers.render import (
+    clipped,
+    facts,
+    plain,
+    slack_escape,
+    summary,
+    title,
+)
 from jitgate.adapters.plugin_config import (
     ConfigProblem,
     choice_problems,
@@ -43,6 +51,7 @@ from jitgate.service.delivery import DeliveryFailed, Sent
 from jitgate.service.notifications import Message
 
 API_URL = "https://slack.com/api"
+REASON_LIMIT = 2900
 APPROVE = "jitgate.approve"
 DENY = "jitgate.deny"
 VIEW = "jitgate.view"
@@ -88,6 +97,18 @@ def button(
     return out
 
 
+def reason_block(reason: str | None) -> dict[str, Any]:
+    """The requester's reason as a ``rich_text`` block of literal text: Block Kit's form for
+    user-written text, where no character formats (``*bold*`` stays as typed) and a mention
+    or a link can only be a separate element, so none can be smuggled in."""
+    label = {"type": "text", "text": "Reason:\n", "style": {"bold": True}}
+    text = {"type": "text", "text": clipped(reason, REASON_LIMIT, plain)}
+    return {
+        "type": "rich_text",
+        "elements": [{"type": "rich_text_section", "elements": [label, text]}],
+    }
+
+
 def blocks(message: Message, *, interactive: bool) -> list[dict[str, Any]]:
     """The Block Kit body of ``message``; Approve/Deny as interactive or link buttons."""
     rows = facts(message)
@@ -95,10 +116,7 @@ def blocks(message: Message, *, interactive: bool) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title(message), "emoji": True}},
         {"type": "section", "fields": fields[:10]},
-        {
-            "type": "section",
-            "text": mrkdwn("*Reason:*\n" + clipped(message.request.reason, 2900, slack_escape)),
-        },
+        reason_block(message.request.reason),
     ]
     if len(fields) > 10:
         out.append({"type": "section", "fields": fields[10:]})
