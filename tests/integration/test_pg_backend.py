@@ -290,3 +290,28 @@ def test_reconciliation_removes_jitgate_logins_that_should_not_exist(
     assert left == {"jit_someone_else"}
     repairs = [d for t, d in _events(ctx) if t == "backend.reconciled"]
     assert len(repairs) == 2 and {r["action"] for r in repairs} == {"removed"}
+
+
+@pytest.mark.parametrize("until", ["infinity", "2999-01-01 00:00:00+00"])
+def test_reconciliation_puts_back_an_ephemeral_login_s_end(
+    target: PgTarget, make_ctx: Any, tmp_path: Path, until: str
+) -> None:
+    """A login's ``VALID UNTIL`` moved past the grant's end (by hand, by a restored backup)
+    would outlive the grant if jitgate failed to drop it: reconciliation sets it back."""
+    ctx, _ = jitgate(make_ctx, tmp_path, target.service_dsn())
+    rid = grant(ctx, "jack@example.com", role="db-login")
+    (login,) = credentials(ctx, request_id=rid, requester="jack@example.com")
+    with target.admin() as conn:
+        conn.execute(f"ALTER ROLE \"{login.username}\" VALID UNTIL '{until}'")
+    report = reconcile(ctx)
+    assert report.reapplied == 1 and report.failed == 0, report
+    with ctx.uow(write=False) as uow:
+        request = uow.requests.get(rid)
+    with target.admin() as conn:
+        (now_until,) = conn.execute(
+            "SELECT rolvaliduntil FROM pg_roles WHERE rolname = %s", (login.username,)
+        ).fetchone() or (None,)
+    assert request is not None and now_until == request.ends_at
+    repairs = [d for t, d in _events(ctx, rid) if t == "backend.reconciled"]
+    assert [r["action"] for r in repairs] == ["reapplied"]
+    assert reconcile(ctx).reapplied == 0  # in place now: nothing more to repair

@@ -105,7 +105,8 @@ class Backend(Protocol):
 
     ``shares_grants``: grants of one user on this backend are one thing (a role membership),
     so ending one grant must not remove it while another live grant still covers it.
-    ``verifiable``: ``check`` looks at the real system (reconciliation trusts it).
+    ``verifiable``: ``check`` looks at the real system (reconciliation trusts it) and says
+    whether the grant is there as given: a grant that outlasts its window is drift too.
     """
 
     name: str

@@ -112,7 +112,9 @@ def _check_live(enf: Enforcement, report: ReconcileReport) -> None:
             report.failed += 1
             continue
         if _in_place(enf, row, enf.spec(request, row.backend), report) is False:
-            if enf.regrant(request, row.backend, reason="the grant was missing on the backend"):
+            if enf.regrant(
+                request, row.backend, reason="the backend did not hold the grant as given"
+            ):
                 report.reapplied += 1
             else:
                 report.failed += 1

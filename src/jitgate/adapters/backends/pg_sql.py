@@ -16,6 +16,17 @@ JOIN pg_roles u ON u.oid = m.member
 WHERE r.rolname = %s AND u.rolname = %s
 """
 
+# The login may log in, and only until the grant's end: a VALID UNTIL moved later by hand,
+# 'infinity' or none at all is drift that reconciliation repairs. Compared in SQL: 'infinity'
+# has no Python datetime (psycopg refuses to load it), and older servers refuse to subtract it.
+LOGIN_ON_TIME_SQL = """
+SELECT rolcanlogin AND CASE
+    WHEN rolvaliduntil IS NULL OR NOT isfinite(rolvaliduntil) THEN false
+    ELSE abs(extract(epoch FROM rolvaliduntil - %s::timestamptz)) < 1
+END
+FROM pg_roles WHERE rolname = %s
+"""
+
 # pg_terminate_backend(pid, timeout) waits up to 5 s for each backend to be gone.
 TERMINATE_SQL = """
 SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000))

@@ -35,6 +35,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from jitgate.adapters.backends.base import BackendDeps, env_secret
 from jitgate.adapters.backends.pg_sql import (
+    LOGIN_ON_TIME_SQL,
     MEMBER_SQL,
     TERMINATE_SQL,
     inventory_sql,
@@ -252,13 +253,8 @@ class PostgresBackend:
         with self._connection() as conn:
             if self.mode != "ephemeral_user":
                 return self._member(conn, login)
-            row = conn.execute(
-                "SELECT rolcanlogin, rolvaliduntil FROM pg_roles WHERE rolname = %s", (login,)
-            ).fetchone()
-            if row is None or not row[0] or not self._member(conn, login):
-                return False
-            until = row[1]
-            return until is None or until >= spec.ends_at.replace(microsecond=0)
+            row = conn.execute(LOGIN_ON_TIME_SQL, (_pg_time(spec.ends_at), login)).fetchone()
+            return row is not None and bool(row[0]) and self._member(conn, login)
 
     # -- credentials and inventory (ephemeral_user) -----------------------------------------
 
