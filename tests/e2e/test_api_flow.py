@@ -62,6 +62,10 @@ def test_request_approve_use_revoke(served: Served, on_call: str) -> None:
     )
     assert session.status_code == 201 and session.json()["request_id"] == rid
     sid = session.json()["id"]
+    open_now = gateway.get(f"/v1/sessions/{sid}")  # a gateway asks whether it still stands
+    assert open_now.status_code == 200 and open_now.json()["ended_at"] is None
+    assert jane.get(f"/v1/sessions/{sid}").status_code == 403  # a service endpoint
+    assert gateway.get("/v1/sessions/no-such-session").status_code == 404
     for unsafe in ("javascript:alert(1)", "file:///etc/passwd", "https://"):
         refused = gateway.post(f"/v1/sessions/{sid}/end", json={"recording_url": unsafe})
         assert refused.status_code == 422 and "http" in refused.json()["detail"]
@@ -69,6 +73,7 @@ def test_request_approve_use_revoke(served: Served, on_call: str) -> None:
         f"/v1/sessions/{sid}/end", json={"recording_url": "https://rec.example.com/s/1"}
     )
     assert ended.status_code == 200
+    assert gateway.get(f"/v1/sessions/{sid}").json()["end_reason"] == "closed"
     sessions = jane.get(f"/v1/requests/{rid}/sessions").json()["items"]
     assert [s["id"] for s in sessions] == [sid]
     evidence = jane.get(f"/v1/requests/{rid}/evidence").json()

@@ -150,18 +150,23 @@ class Sshd:
                 self.process.wait(timeout=10)
         self.process = None
 
-    def login(
-        self, key: Path, certificate: Path, user: str = LOGIN_USER
-    ) -> subprocess.CompletedProcess[str]:
-        """``ssh … user@127.0.0.1 echo ok`` with the real client, a key and its certificate."""
-        command = [
+    def ssh(self, key: Path, certificate: Path, *remote: str, user: str = LOGIN_USER) -> list[str]:
+        """The real client's command line: ``ssh … user@127.0.0.1 REMOTE…`` with a key and
+        its certificate."""
+        return [
             "ssh", "-F", "/dev/null", "-p", str(self.port), "-i", str(key),
             "-o", f"CertificateFile={certificate}", "-o", "BatchMode=yes",
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
             "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
-            f"{user}@127.0.0.1", "echo", "ok",
+            f"{user}@127.0.0.1", *remote,
         ]  # fmt: skip
+
+    def login(
+        self, key: Path, certificate: Path, user: str = LOGIN_USER
+    ) -> subprocess.CompletedProcess[str]:
+        """``ssh … user@127.0.0.1 echo ok``."""
+        command = self.ssh(key, certificate, "echo", "ok", user=user)
         return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 

@@ -49,6 +49,7 @@ directory:
   users:
     jane@example.com: {groups: [developers]}
     bob@example.com: {groups: [developers]}
+    ann@example.com: {groups: [developers]}
     sec@example.com: {groups: [security]}
 resources:
   test-host: {type: ssh, environment: development}
@@ -75,6 +76,7 @@ class Stack:
     tokens: dict[str, str]
     static: Sshd  # AuthorizedPrincipalsFile: only the certificate and the KRL decide
     helper: Sshd  # AuthorizedPrincipalsCommand: jitgate ssh authorize decides
+    state_dir: Path  # the helper's --state-dir
 
     def http(self, who: str) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.tokens[who]}"}
@@ -121,7 +123,7 @@ def _ca(root: Path) -> tuple[Path, Path]:
 
 
 def _tokens(app: App) -> dict[str, str]:
-    people = ("jane@example.com", "bob@example.com", "sec@example.com")
+    people = ("jane@example.com", "bob@example.com", "ann@example.com", "sec@example.com")
     tokens = {p: create_token(app.ctx, principal=Principal("user", p)) for p in people}
     tokens["gateway"] = create_token(app.ctx, principal=Principal("service", "sshd"))
     return tokens
@@ -166,7 +168,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 principals_file=principals / "%u",
             )  # fmt: skip
             helper = Sshd(root / "helper", public, root / "helper.krl", principals_command=command)
-            stack = Stack(root, app, url, tokens, static, helper)
+            stack = Stack(root, app, url, tokens, static, helper, command_dir / "state")
             stack.write_krl(root / "static.krl")
             stack.write_krl(root / "helper.krl")
             try:
@@ -303,3 +305,67 @@ def test_the_helper_prints_nothing_for_foreign_certificates_or_a_bad_token(stack
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert unsafe.returncode != 0 and unsafe.stdout == "" and "0600" in unsafe.stderr
+
+
+def _reap(stack: Stack) -> subprocess.CompletedProcess[str]:
+    """``jitgate ssh reap`` as root on the host would run it, with the helper's token."""
+    command = [JITGATE, "ssh", "reap", "--server", stack.url,
+               "--token-file", str(stack.root / "gateway.token"),
+               "--state-dir", str(stack.state_dir)]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def _session_of(stack: Stack, request_id: str, who: str) -> dict[str, Any]:
+    with stack.http(who) as client:
+        (session,) = client.get(f"/v1/requests/{request_id}/sessions").json()["items"]
+    return dict(session)
+
+
+def _wait(condition: Any, what: str, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_a_grant_revoked_early_ends_its_open_ssh_login(stack: Stack) -> None:
+    ann = "ann@example.com"
+    grant = stack.request(who=ann)
+    key, certificate = stack.key_with_certificate("open-login", grant["id"], who=ann)
+    command = stack.helper.ssh(key, certificate, "echo in; exec sleep 120")
+    client = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert client.stdout is not None and client.stdout.readline().strip() == "in"
+        nothing = _reap(stack)  # the grant is live: its login is left alone
+        assert nothing.returncode == 0 and nothing.stdout == "", nothing.stderr
+        assert client.poll() is None
+
+        with stack.http(ann) as http:
+            http.post(f"/v1/requests/{grant['id']}/revoke", json={"reason": "done"})
+        reaped = _reap(stack)
+        assert reaped.returncode == 0, reaped.stderr
+        assert "ended (terminated: grant revoked)" in reaped.stdout, reaped.stdout
+        client.wait(timeout=15)  # sshd closed the connection, long before `sleep 120` ends
+    finally:
+        client.kill()
+        client.communicate()
+    session = _session_of(stack, grant["id"], ann)
+    assert session["end_reason"] == "terminated: grant revoked"
+
+
+def test_the_end_of_an_ssh_login_is_recorded_once_it_closes(stack: Stack) -> None:
+    jane = "jane@example.com"
+    grant = stack.request(who=jane)
+    key, certificate = stack.key_with_certificate("closed-login", grant["id"], who=jane)
+    assert stack.helper.login(key, certificate).returncode == 0
+    assert _session_of(stack, grant["id"], jane)["ended_at"] is None
+    lines: list[str] = []
+
+    def recorded() -> bool:  # once sshd's process for the connection is gone
+        lines.append(_reap(stack).stdout)
+        return _session_of(stack, grant["id"], jane)["ended_at"] is not None
+
+    _wait(recorded, "the end of the closed login was not recorded")
+    assert _session_of(stack, grant["id"], jane)["end_reason"] == "closed"
+    assert any("closed, recorded" in line for line in lines)
+    assert list((stack.state_dir / "sessions").glob("*.json")) == []

@@ -98,6 +98,15 @@ def request_events(ctx: Context, *, request_id: str, viewer: str) -> list[AuditR
         return uow.audit.find(AuditQuery(request_id=request_id, limit=10_000))
 
 
+def session(ctx: Context, *, session_id: str) -> Session:
+    """One session, for the gateways (service tokens), which open and end them."""
+    with ctx.uow(write=False) as uow:
+        found = uow.sessions.get(session_id)
+    if found is None:
+        raise NotFound(f"no session {session_id}")
+    return found
+
+
 def request_sessions(ctx: Context, *, request_id: str, viewer: str) -> list[Session]:
     with ctx.uow(write=False) as uow:
         _visible(ctx, uow, request_id, viewer)

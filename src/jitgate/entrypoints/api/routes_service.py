@@ -9,7 +9,7 @@ from jitgate.bootstrap import App
 from jitgate.entrypoints.api import schemas as s
 from jitgate.entrypoints.api.auth import AppDep, ServiceDep, gateway_app
 from jitgate.entrypoints.api.problems import PROBLEM_RESPONSES
-from jitgate.service import access
+from jitgate.service import access, queries
 
 router = APIRouter(prefix="/v1", tags=["gateways"], responses=PROBLEM_RESPONSES)
 
@@ -61,6 +61,13 @@ def open_session(body: s.SessionBody, app: AppDep, who: ServiceDep) -> s.Session
         environment=body.environment,
     )
     return s.SessionOut(**session.as_dict())
+
+
+@router.get("/sessions/{session_id}", response_model=s.SessionOut)
+def show_session(session_id: str, app: AppDep, who: ServiceDep) -> s.SessionOut:
+    """Whether a session is still open: ``ended_at`` is set once it ended, by its gateway or
+    by jitgate (a grant revoked early, or ending with ``sessions_at_expiry: terminate``)."""
+    return s.SessionOut(**queries.session(app.ctx, session_id=session_id).as_dict())
 
 
 @router.post("/sessions/{session_id}/end", response_model=s.SessionOut)

@@ -8,15 +8,16 @@
   is the request id, the user is in an extension), records the
   session (``POST /v1/sessions``) and prints the allowed principals. Refused, unknown or
   unreachable: it prints nothing and exits non-zero (fail closed). sshd runs it twice per
-  login (the key query, then the signed attempt): a login is recorded once, deduplicated
-  by certificate and key fingerprint over ``DEDUPE_SECONDS`` in ``--state-dir``.
+  login (the key query, then the signed attempt): a login is recorded once, remembered
+  with its connection's sshd process in ``--state-dir`` (``ssh_sessions``); run outside
+  sshd, deduplicated by certificate and key fingerprint over ``DEDUPE_SECONDS``;
+- ``jitgate ssh reap`` ends the connections of sessions jitgate ended (``ssh_sessions``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ from typing import Any
 import click
 import httpx
 
+from jitgate.entrypoints.cli import ssh_sessions as sessions
 from jitgate.entrypoints.cli.client import with_api
 from jitgate.entrypoints.cli.common import cannot, fail
 
@@ -109,19 +111,12 @@ def krl(api: Any, out: Path) -> None:
     click.echo(f"wrote {len(data)} bytes to {out}", err=True)
 
 
-def _read_token(token_file: Path | None) -> str | None:
-    """The service token: ``JITGATE_TOKEN``, or a file only its owner can read."""
-    if token_file is None:
-        return os.environ.get("JITGATE_TOKEN") or None
+def _remember(state_dir: Path, login: sessions.Login) -> None:
+    """Remember the login's connection for ``jitgate ssh reap``; the login goes on without."""
     try:
-        info = token_file.stat()
-        if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            click.echo(f"refusing {token_file}: it must be owned by us and mode 0600", err=True)
-            return None
-        return token_file.read_text().strip() or None
+        sessions.remember(state_dir, login)
     except OSError as exc:
-        click.echo(f"cannot read {token_file}: {exc.strerror}", err=True)
-        return None
+        click.echo(f"jitgate: cannot remember the connection in {state_dir}: {exc}", err=True)
 
 
 def _first_of_login(state_dir: Path, key_id: str, fingerprint: str | None) -> bool:
@@ -193,11 +188,12 @@ def authorize(
     is honoured, and record the login as a session of the grant."""
     parsed = _identity(key_id, key_type, certificate)
     target = _target(resource, type_, environment)
-    token = _read_token(token_file)
+    token = sessions.read_token(token_file)
     if parsed is None or not target or token is None:
         click.echo("jitgate: not a jitgate certificate, no target or no token", err=True)
         sys.exit(1)
     request_id, user = parsed
+    connection = sessions.connection_of(os.getpid())
     headers = {"Authorization": f"Bearer {token}", "User-Agent": "jitgate-ssh-authorize"}
     try:
         with httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=5.0) as http:
@@ -205,21 +201,38 @@ def authorize(
             if verdict.status_code != 200 or not verdict.json().get("allowed"):
                 click.echo(f"jitgate: {user} refused ({verdict.status_code})", err=True)
                 sys.exit(1)
-            session_id = "recorded moments ago"
-            if _first_of_login(state_dir, key_id, fingerprint):
+            session_id = sessions.recalled(state_dir, connection, key_id) if connection else None
+            if session_id is None and (
+                connection is not None or _first_of_login(state_dir, key_id, fingerprint)
+            ):
                 body = {"user": user, "kind": "ssh", **target}
                 session = http.post("/v1/sessions", json=body)
                 if session.status_code != 201:
                     click.echo(f"jitgate: session refused ({session.status_code})", err=True)
                     sys.exit(1)
                 session_id = str(session.json().get("id"))
+                if connection is not None:
+                    login = sessions.Login(
+                        connection.pid,
+                        connection.start,
+                        session_id,
+                        request_id,
+                        user,
+                        local_user,
+                        key_id,
+                    )
+                    _remember(state_dir, login)
     except (httpx.HTTPError, ValueError) as exc:
         click.echo(f"jitgate: cannot reach {server}: {type(exc).__name__}", err=True)
         sys.exit(1)
     click.echo(
         f"jitgate: {user} as {local_user} via request {request_id} "
-        f"(session {session_id}, key {key_type or '?'} {fingerprint or '?'})",
+        f"(session {session_id or 'recorded moments ago'}, "
+        f"key {key_type or '?'} {fingerprint or '?'})",
         err=True,
     )
     for name in principals or (local_user,):
         click.echo(name)
+
+
+ssh.add_command(sessions.reap)
