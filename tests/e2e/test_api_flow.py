@@ -217,3 +217,27 @@ def test_idempotency_key(served: Served) -> None:
 
 def _ts(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_who_may_see_a_request_follows_who_may_decide_it_now(served: Served) -> None:
+    """SPEC §4: requester, eligible approvers (those who may decide it now, or did) and
+    admins. Someone who could decide it while pending (any SRE, for staging SSH) does not
+    read it once others closed it; to anyone else it does not exist, on every route."""
+    req = create(served, JANE, roles=["staging-ssh"], duration="1h")
+    rid, sue, ravi = req["id"], served.client("sue@example.com"), served.client("ravi@example.com")
+    assert sue.get(f"/v1/requests/{rid}").status_code == 200  # pending: she may decide it
+    approved = served.client("lee@example.com").post(f"/v1/requests/{rid}/approve", json={})
+    assert approved.json()["state"] == "active"
+    assert served.client("lee@example.com").get(f"/v1/requests/{rid}").status_code == 200
+    for path in ("", "/events", "/sessions", "/evidence"):
+        assert sue.get(f"/v1/requests/{rid}{path}").status_code == 404, path
+    assert sue.post(f"/v1/requests/{rid}/approve", json={}).status_code == 409  # may decide
+    # ravi (a developer of another team) has no part: the answers of an unknown id
+    unknown = "00000000-0000-4000-8000-000000000000"
+    for target in (rid, unknown):
+        assert ravi.post(f"/v1/requests/{target}/approve", json={}).status_code in (403, 404)
+        extend = ravi.post(f"/v1/requests/{target}/extend", json={"duration": "1h", "reason": "x"})
+        assert extend.status_code == 404, extend.text
+        assert ravi.get(f"/v1/requests/{target}/credentials").status_code == 404
+    refused = ravi.post(f"/v1/requests/{rid}/approve", json={})
+    assert refused.status_code == 403 and "not an eligible approver" in refused.json()["detail"]

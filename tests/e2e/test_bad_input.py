@@ -147,6 +147,11 @@ def test_missing_and_wrong_tokens(served: Served) -> None:
 def test_bad_cursor_and_limits(served: Served) -> None:
     jane = served.client(JANE)
     assert_problem(jane.get("/v1/requests", params={"cursor": "garbage!"}), 422, "cursor")
+    # well-formed, but not a place a page could end (base64 of ["x","y"]): was a 500
+    assert_problem(jane.get("/v1/requests", params={"cursor": "WyJ4IiwieSJd"}), 422, "cursor")
+    # no redirect to add or drop a slash: it would point at whatever Host the client sent
+    slashed = jane.get("/v1/requests/", headers={"Host": "evil.example"})
+    assert slashed.status_code == 404 and "location" not in slashed.headers
     assert_problem(jane.get("/v1/requests", params={"limit": 0}), 422, "limit")
     assert_problem(
         served.client("sec@example.com").get("/v1/audit", params={"since": "2026-01-01T00:00:00"}),

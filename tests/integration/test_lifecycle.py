@@ -9,7 +9,7 @@ import pytest
 
 from jitgate.adapters.clock import ManualClock
 from jitgate.domain.creation import Draft, open_request
-from jitgate.domain.errors import Conflict, Forbidden, Invalid
+from jitgate.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jitgate.domain.policy import Policy
 from jitgate.domain.request import AccessRequest
 from jitgate.domain.states import State
@@ -320,8 +320,10 @@ def test_extension_moves_ends_at_and_is_capped(db_url: str, make_ctx) -> None:
     starts_at = grant.starts_at
     assert starts_at is not None
 
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):  # ravi has no part in jane's grant: to him it does not exist
         extend_request(ctx, request_id=grant.id, requester=RAVI, duration=H, reason="x")
+    with pytest.raises(Forbidden, match="only the requester"):  # her approver sees it
+        extend_request(ctx, request_id=grant.id, requester=MARK, duration=H, reason="x")
     clock.advance(H)
     ext = extend_request(
         ctx, request_id=grant.id, requester=JANE, duration=4 * H, reason="still burning"

@@ -254,6 +254,37 @@ def test_the_requester_never_decides_through_a_link(pages: Callable[..., Pages])
     assert p.state(request.id).approvals == ()
 
 
+def test_a_leaked_personal_link_never_lends_its_name_to_another_request(
+    pages: Callable[..., Pages],
+) -> None:
+    """Jane gets hold of Mark's link to someone else's request. Before, opening it signed
+    her browser in as Mark for every request, so the shared-channel link to her own request
+    approved it as Mark. A browser now acts, on links bound to nobody, only for the requests
+    whose own personal link it opened."""
+    p = pages()
+    others = p.n.create(requester="ravi@example.com")
+    hers = p.n.create()  # jane's own: mark must approve
+    browser = p.new_client()
+    assert browser.get(p.link(others, "approve", MARK)).status_code == 200  # signed in, for it
+    shared = p.link(hers, "approve", "")  # her request's Teams card: bound to nobody
+    page = browser.get(shared)
+    assert page.status_code == 403 and "sent to you personally" in page.text
+    assert browser.post(shared, data={"csrf": "x"}).status_code == 403
+    assert p.state(hers.id).approvals == ()
+
+    # mark himself: his own link to a request, then that request's shared link, works
+    marks = p.new_client()
+    own = marks.get(p.link(hers, "deny", MARK))
+    assert own.status_code == 200
+    again = marks.get(p.link(others, "approve", MARK))  # a second request joins the session
+    assert again.status_code == 200
+    done = marks.post(shared, data={"csrf": csrf_of(marks.get(shared).text)})
+    assert done.status_code == 200 and "You approved" in done.text
+    other_form = marks.post(p.link(others, "approve", MARK), data={"csrf": csrf_of(again.text)})
+    assert other_form.status_code == 200  # the first form still works: the nonce was kept
+    assert [a.approver for a in p.state(hers.id).approvals] == [MARK]
+
+
 def test_sso_header_mode(pages: Callable[..., Pages]) -> None:
     p = pages({"JITGATE_WEB_USER_HEADER": "X-Forwarded-Email"})
     request = p.n.create()

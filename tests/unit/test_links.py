@@ -86,15 +86,17 @@ def test_a_session_cannot_pass_for_a_link_or_the_reverse() -> None:
 
 def test_sessions_expire_and_resist_tampering() -> None:
     signer = HmacLinkSigner(KEY)
-    cookie = signer.session("mark.lee@example.com", 1000, nonce="n1")
+    cookie = signer.session("mark.lee@example.com", 1000, nonce="n1", requests=("r1", "r2"))
     found = signer.read_session(cookie, 999)
     assert found is not None and found.subject == "mark.lee@example.com" and found.nonce == "n1"
+    assert found.requests == ("r1", "r2")
     assert signer.read_session(cookie, 1000) is None
     body, mac = cookie.split(".")
     raw = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    raw["s"] = "sam@example.com"
-    forged = base64.urlsafe_b64encode(json.dumps(raw).encode()).rstrip(b"=").decode()
-    assert signer.read_session(f"{forged}.{mac}", 0) is None
+    for key, value in (("s", "sam@example.com"), ("r", ["r1", "r2", "r3"])):
+        forged_raw = {**raw, key: value}
+        forged = base64.urlsafe_b64encode(json.dumps(forged_raw).encode()).rstrip(b"=").decode()
+        assert signer.read_session(f"{forged}.{mac}", 0) is None
     assert signer.read_session("garbage", 0) is None
     assert signer.read_session(None, 0) is None
 

@@ -152,6 +152,26 @@ TERMINAL_CALLS: dict[str, Callable[[AccessRequest, Policy], object]] = {
 }
 
 
+DECIDERS = {"approve": PRIYA, "approve-by-lead-of-sre": LEE, "deny": PRIYA}
+
+
+def test_a_stranger_learns_nothing_of_a_closed_request_by_deciding_it(
+    example_policy: Policy,
+) -> None:
+    """403 "not an eligible approver", as on a pending request, rather than 409 naming the
+    state; whoever has a part in it (an eligible approver, the requester) still gets 409."""
+    closed = _revoked_active(example_policy)  # dev-ssh: self-approved, nobody else decides
+    pending = _open(example_policy, "staging-ssh", rid="r-2")  # jane's team lead decides
+    for request in (closed, pending):  # ravi, a developer, has no part in either
+        with pytest.raises(Forbidden, match="not an eligible approver"):
+            request.approve("ravi@example.com", directory=example_policy.directory, now=START + M)
+    with pytest.raises(Conflict, match="revoked, not pending"):
+        closed.approve(JANE, directory=example_policy.directory, now=LATER)
+    denied = _denied(example_policy)  # staging-ssh: priya, jane's team lead, decides it
+    with pytest.raises(Conflict, match="denied, not pending"):
+        denied.approve(PRIYA, directory=example_policy.directory, now=LATER)
+
+
 @pytest.mark.parametrize("make", list(TERMINAL_MAKERS), ids=str)
 @pytest.mark.parametrize("call", list(TERMINAL_CALLS), ids=str)
 def test_every_method_on_a_terminal_request_is_conflict(
@@ -161,7 +181,11 @@ def test_every_method_on_a_terminal_request_is_conflict(
     assert request.state in TERMINAL
     request.events.clear()
     before = request.copy()
-    with pytest.raises(Conflict):
+    decider = DECIDERS.get(call)
+    stranger = decider is not None and not (
+        request.can_decide(decider, example_policy.directory, LATER) or request.decided_by(decider)
+    )  # someone with no part in the request is refused before its state is told
+    with pytest.raises(Forbidden if stranger else Conflict):
         TERMINAL_CALLS[call](request, example_policy)
     assert request == before  # nothing changed: state, window, approvals, flags
     assert request.events == []

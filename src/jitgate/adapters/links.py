@@ -43,11 +43,13 @@ def _unb64(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class WebSession:
-    """Who a browser has shown itself to be (``subject`` may be empty) and its CSRF nonce."""
+    """Who a browser has shown itself to be (``subject`` may be empty), for which requests
+    (those whose personal link it opened), and its CSRF nonce."""
 
     subject: str
     nonce: str
     expires: int
+    requests: tuple[str, ...] = ()
 
 
 class HmacLinkSigner:
@@ -131,8 +133,19 @@ class HmacLinkSigner:
 
     # -- web sessions and CSRF -------------------------------------------------------------
 
-    def session(self, subject: str, expires: int, nonce: str | None = None) -> str:
-        value = {"s": subject, "n": nonce or secrets.token_urlsafe(16), "e": expires}
+    def session(
+        self,
+        subject: str,
+        expires: int,
+        nonce: str | None = None,
+        requests: tuple[str, ...] = (),
+    ) -> str:
+        value = {
+            "s": subject,
+            "n": nonce or secrets.token_urlsafe(16),
+            "e": expires,
+            "r": list(requests),
+        }
         body = _b64(json.dumps(value, separators=(",", ":"), sort_keys=True).encode())
         return f"{body}.{_b64(self._mac(self._sessions, body))}"
 
@@ -144,7 +157,8 @@ class HmacLinkSigner:
             if not hmac.compare_digest(_unb64(mac), self._mac(self._sessions, body)):
                 return None
             value = json.loads(_unb64(body))
-            found = WebSession(str(value["s"]), str(value["n"]), int(value["e"]))
+            requests = tuple(str(r) for r in value.get("r", ()))
+            found = WebSession(str(value["s"]), str(value["n"]), int(value["e"]), requests)
         except (binascii.Error, ValueError, UnicodeDecodeError, KeyError, TypeError):
             return None
         return found if found.expires > now else None

@@ -143,13 +143,19 @@ class AccessRequest:
         self._approve(now, actor=appr.POLICY_ACTOR)
 
     def _check_decider(self, person: str, directory: Directory, now: datetime) -> None:
+        """403 to whoever has no part in the request, before anything else: a stranger
+        learns neither its state nor whether it expired; then 409 when it is not pending."""
+        requester = appr.same_person(person, self.requester)
+        eligible = self.can_decide(person, directory, now)
+        if not (requester or eligible or self.decided_by(person)):
+            raise Forbidden(f"{person} is not an eligible approver of request {self.id}")
         if self.state is not State.PENDING:
             raise Conflict(f"request {self.id} is {self.state.value}, not pending")
         if now >= self.expires_at:
             raise Conflict(f"request {self.id} expired at {self.expires_at.isoformat()}")
-        if appr.same_person(person, self.requester):
+        if requester:
             raise Forbidden("the requester can never approve or deny their own request")
-        if not self.can_decide(person, directory, now):
+        if not eligible:
             raise Forbidden(f"{person} is not an eligible approver of request {self.id}")
 
     def _approve(self, now: datetime, *, actor: str) -> None:

@@ -41,6 +41,8 @@ def _honoured_for(enf: Enforcement, request_id: str, requester: str) -> AccessRe
     if request is None:
         raise NotFound(f"no request {request_id}")
     if request.requester != requester:
+        if not may_view(enf.ctx, request, requester):  # to anyone else it does not exist
+            raise NotFound(f"no request {request_id}")
         raise Forbidden("only the requester of a grant can get its certificate or credentials")
     if not request.honoured(now):
         raise Conflict(

@@ -111,7 +111,11 @@ def _judge(
 ) -> LinkPage:
     if person is None:
         return LinkPage(
-            "forbidden", link, request, "Sign in first: open a link sent to you personally."
+            "forbidden",
+            link,
+            request,
+            "Open the link to this request that was sent to you personally first; "
+            "a link from a shared channel then works in the same browser.",
         )
     if link.subject and not same_person(person, link.subject):
         return LinkPage("forbidden", link, request, "This link was sent to someone else.", person)

@@ -24,12 +24,19 @@ class Page:
 
 
 def may_view(ctx: Context, request: AccessRequest, viewer: str) -> bool:
+    """SPEC §4: the requester, admins and the eligible approvers, who are those who may
+    decide it now (so only while it is pending) and those who did decide it. Who could
+    decide under today's rules sees no request closed before them (the on-call rotation
+    does not carry the history of past grants with it)."""
     policy = ctx.policy.current
     return (
         viewer == request.requester
         or policy.is_admin(viewer)
         or request.decided_by(viewer)
-        or request.can_decide(viewer, policy.directory, ctx.clock.now())
+        or (
+            request.state is State.PENDING
+            and request.can_decide(viewer, policy.directory, ctx.clock.now())
+        )
     )
 
 

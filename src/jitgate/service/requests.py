@@ -16,6 +16,7 @@ from jitgate.domain.states import State
 from jitgate.service.activation import activate_inline, finish_activation
 from jitgate.service.context import Context
 from jitgate.service.ports import UnitOfWork
+from jitgate.service.queries import may_view
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ def extend_request(
         if named is None:
             raise NotFound(f"no request {request_id}")
         if named.requester != requester:
+            if not may_view(ctx, named, requester):  # to anyone else it does not exist
+                raise NotFound(f"no request {request_id}")
             raise Forbidden("only the requester can extend a request")
         original = uow.requests.get(named.extends or named.id, for_update=True)
         assert original is not None, "an extension's original is never deleted"

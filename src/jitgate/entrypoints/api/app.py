@@ -101,6 +101,7 @@ def create_app(app: App, *, token_watch_seconds: float = WATCH_SECONDS) -> FastA
 
     api = Api(
         lifespan=lifespan,
+        redirect_slashes=False,  # its redirect would name whatever Host the client sent
         title="jitgate",
         version=__version__,
         description="Just-in-time privileged access broker (RFC-PAM-0001 §10).",

@@ -6,7 +6,7 @@ import base64
 import binascii
 import hashlib
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
@@ -50,6 +50,7 @@ def decode_cursor(value: str | None) -> tuple[str, str] | None:
         return None
     try:
         created, rid = json.loads(base64.urlsafe_b64decode(value.encode()))
+        datetime.fromisoformat(str(created))  # where the previous page ended
         return str(created), str(rid)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise Invalid("cursor is not one this server gave out") from None

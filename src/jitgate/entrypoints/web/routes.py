@@ -4,9 +4,11 @@ How a person proves who they are: a link is bound to the approver it was sent to
 ``JITGATE_WEB_USER_HEADER`` set (jitgate behind an SSO proxy), that header names the person
 and nothing else does. Otherwise the browser keeps a signed session cookie naming the person
 whose personal link first opened in it (having the link proves having the mailbox or Slack
-DM it was sent to, as with a sign-in link); a link bound to someone else, opened in a
-browser signed in as another person, is refused (403), and so is a link from a shared
-channel (bound to nobody) in a browser nobody signed in to.
+DM it was sent to, as with a sign-in link), and the requests whose personal links it opened:
+a link bound to someone else, opened in a browser signed in as another person, is refused
+(403), and a link from a shared channel (bound to nobody) acts only in a browser that opened
+its person's own link to the same request. So a leaked personal link never lends its
+person's name to any other request.
 
 Invariants: a GET never changes a request or a link (mail scanners prefetch links); the
 POST needs the session cookie (``SameSite=Lax``, ``HttpOnly``) and a form token bound to the
@@ -36,6 +38,7 @@ from jitgate.service.links import BadLink, Link, LinkPage, decide_from_link, ope
 
 router = APIRouter(tags=["links"], include_in_schema=False)
 COOKIE = "jitgate_session"
+MAX_SESSION_REQUESTS = 20  # the requests a browser session acts for (a cookie stays small)
 STATUS = {"confirm": 200, "view": 200, "gone": 410, "forbidden": 403, "missing": 404}
 HEADINGS = {
     "confirm": "Confirm your decision",
@@ -81,12 +84,19 @@ def _runtime(app: Any) -> NotifyRuntime | None:
     return notify if isinstance(notify, NotifyRuntime) else None
 
 
-def _person(request: Request, rt: NotifyRuntime, session: WebSession | None) -> str | None:
+def _person(
+    request: Request, rt: NotifyRuntime, session: WebSession | None, link: Link
+) -> str | None:
+    """Who acts through ``link``: the SSO header's person; else the browser's, for a link
+    bound to a person (judged against it), and for a link bound to nobody only if this
+    browser opened its person's own link to the same request."""
     header = rt.web.user_header
     if header:
         value = request.headers.get(header, "").strip().lower()
         return value or None
-    return session.subject if session and session.subject else None
+    if session is None or not session.subject:
+        return None
+    return session.subject if link.subject or link.request_id in session.requests else None
 
 
 def _session(request: Request, signer: HmacLinkSigner) -> WebSession | None:
@@ -122,24 +132,37 @@ def show_link(token: str, request: Request, app: AppDep) -> HTMLResponse:
     if rt is None or link is None:
         return _page(404, HEADINGS["missing"], "This link was not made by this server.")
     session = _session(request, rt.signer)
-    person = _person(request, rt, session)
-    fresh = session is None or (not session.subject and not rt.web.user_header and link.subject)
-    subject = "" if rt.web.user_header else link.subject
-    if fresh:
-        person = person or (subject or None)
+    person = _person(request, rt, session, link)
+    if rt.web.user_header:  # the header names the person; the cookie only holds the nonce
+        signs_in = session is None
+    else:  # a person's own link signs the browser in as them, for this request
+        signs_in = bool(link.subject) and (
+            session is None
+            or not session.subject
+            or (session.subject == link.subject and link.request_id not in session.requests)
+        )
+        person = link.subject if signs_in else person
     page = open_link(app.ctx, rt.link_uses_of, link=link, person=person)
-    new_cookie: str | None = None
-    if fresh and page.kind == "confirm":
-        # only a link that can still act signs the browser in, and no longer than the link
-        # itself would last: a used, expired or view link never does
-        left = (link.expires_at - app.ctx.clock.now()).total_seconds()
-        lifetime = int(max(1, min(rt.web.session_hours * 3600, left)))
-        wall = int(time.time())
-        new_cookie = rt.signer.session(subject, wall + lifetime)
-        session = rt.signer.read_session(new_cookie, wall)
+    if not (signs_in and page.kind == "confirm"):
+        return _render(page, rt, token, session)
+    # only a link that can still act signs a browser in, and no longer than the link itself
+    # would last: a used, expired or view link never does
+    wall = int(time.time())
+    left = (link.expires_at - app.ctx.clock.now()).total_seconds()
+    ends = wall + int(max(1, min(rt.web.session_hours * 3600, left)))
+    if session is not None and session.subject and session.subject == link.subject:
+        # the same person: this request joins the others, whose open forms keep working
+        requests = (*session.requests, link.request_id)[-MAX_SESSION_REQUESTS:]
+        cookie = rt.signer.session(
+            link.subject, max(ends, session.expires), session.nonce, requests
+        )
+    else:
+        subject = "" if rt.web.user_header else link.subject
+        requests = (link.request_id,) if subject else ()
+        cookie = rt.signer.session(subject, ends, None, requests)
+    session = rt.signer.read_session(cookie, wall)
     response = _render(page, rt, token, session)
-    if new_cookie:
-        _set_cookie(response, request, rt, new_cookie, lifetime)
+    _set_cookie(response, request, rt, cookie, (session.expires if session else ends) - wall)
     return response
 
 
@@ -181,7 +204,7 @@ def decide_link(
             HEADINGS["forbidden"],
             "This form has expired or did not come from this page: open the link again.",
         )
-    person = _person(request, rt, session)
+    person = _person(request, rt, session, link)
     if NUL in comment:
         return _refused(Invalid("the comment must not contain NUL characters"), app, link)
     try:
