@@ -1,6 +1,9 @@
-"""Activation: ``approved -> active`` once the window has begun and the grant is in place.
+"""Activation: ``approved -> active`` once the window has begun and the grant is in place;
+and the backends of a live grant following its end when an extension moves it.
 
-Invariant: a request with backends becomes active only after every backend applied it;
+Invariants: a request with backends becomes active only after every backend applied it;
+every commit that moves a live grant's end (an extension approved, or revoked) is followed
+by ``follow_moved_end``, so the backends hold the new end before the old one comes;
 backend I/O never runs while a transaction holds the request's lock.
 """
 
@@ -9,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from jitgate.domain.request import AccessRequest
-from jitgate.domain.states import State
+from jitgate.domain.states import LIVE_GRANT, State
 from jitgate.service.context import Context
 
 
@@ -54,3 +57,13 @@ def activate_request(ctx: Context, *, request_id: str) -> AccessRequest | None:
         ctx.persist(uow, locked, now)
         uow.commit()
     return locked
+
+
+def follow_moved_end(ctx: Context, original_id: str) -> None:
+    """After commit: an extension approved (or withdrawn) moved the end of ``original_id``'s
+    grant; its backends follow at once, so the grant runs on without a break past the old
+    end (a grant whose window has not begun is left to its activation)."""
+    with ctx.uow(write=False) as uow:
+        original = uow.requests.get(original_id)
+    if original is not None and original.state in LIVE_GRANT:
+        ctx.grants.apply(original, ctx.clock.now())

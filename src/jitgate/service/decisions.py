@@ -14,7 +14,7 @@ from jitgate.domain.approval import Evaluation
 from jitgate.domain.errors import Conflict, NotFound
 from jitgate.domain.request import AccessRequest
 from jitgate.domain.states import LIVE_GRANT, State
-from jitgate.service.activation import activate_inline, finish_activation
+from jitgate.service.activation import activate_inline, finish_activation, follow_moved_end
 from jitgate.service.context import Context
 from jitgate.service.ports import UnitOfWork
 from jitgate.service.requests import apply_extension
@@ -49,7 +49,7 @@ def approve_request(
         ctx.persist(uow, request, now)
         uow.commit()
     if original is not None and request.state is State.APPROVED:
-        ctx.grants.apply(original, ctx.clock.now())  # backends follow the moved end
+        follow_moved_end(ctx, original.id)
     return Decision(finish_activation(ctx, request), evaluation)
 
 
@@ -78,7 +78,8 @@ def revoke_request(ctx: Context, *, request_id: str, actor: str, reason: str) ->
         request, original = _lock_family(uow, request_id)
         is_admin = policy.is_admin(actor)
         request.check_revoker(actor, is_admin=is_admin)  # before the original is touched
-        if original is not None and request.state in LIVE_GRANT:
+        shortened = original is not None and request.state in LIVE_GRANT
+        if original is not None and shortened:
             original.withdraw_extension(request, now)
             ctx.persist(uow, original, now)
         request.revoke(actor, reason=reason, now=now, is_admin=is_admin)
@@ -91,8 +92,8 @@ def revoke_request(ctx: Context, *, request_id: str, actor: str, reason: str) ->
                 ctx.persist(uow, extension, now)
         uow.commit()
     ctx.grants.remove(request, now)  # backends, and open sessions (always end here)
-    if original is not None and original.state in LIVE_GRANT:
-        ctx.grants.apply(original, ctx.clock.now())  # backends follow the shortened end
+    if original is not None and shortened:
+        follow_moved_end(ctx, original.id)  # the time the extension added is taken back
     return Decision(request)
 
 

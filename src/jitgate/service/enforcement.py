@@ -12,6 +12,10 @@ Invariants:
 - ending a grant never removes what another active grant of the same user still covers on
   a backend whose grants are shared (``shares_grants``);
 - a removal that races an apply is repeated (the row goes back to ``removing``);
+- a grant is applied only once its window has begun; an extension has no rows of its own:
+  its original's are refreshed to the moved end once the approval commits
+  (``follow_moved_end``), at the latest when the extension's time begins, and nothing is
+  removed at the original's old end (the original's ``ends_at`` moved with them);
 - honouring never depends on any of this: authorize checks ``ends_at`` itself.
 """
 
@@ -43,7 +47,11 @@ class Enforcement(EnforcementBase):
     # -- GrantApplier ------------------------------------------------------------------------
 
     def apply(self, request: AccessRequest, now: datetime) -> bool:
-        """Apply on every backend; ``True`` once all of them hold the grant. Never raises."""
+        """Apply on every backend; ``True`` once all of them hold the grant. Never raises.
+        Before the grant's window begins nothing is applied (``False``): a scheduled grant
+        whose end an extension moved waits for its activation."""
+        if request.starts_at is None or now < request.starts_at:
+            return False
         try:
             if request.extends:
                 return self._original_in_place(request)

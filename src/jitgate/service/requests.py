@@ -13,7 +13,7 @@ from jitgate.domain.creation import Draft, open_request
 from jitgate.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jitgate.domain.request import AccessRequest
 from jitgate.domain.states import State
-from jitgate.service.activation import activate_inline, finish_activation
+from jitgate.service.activation import activate_inline, finish_activation, follow_moved_end
 from jitgate.service.context import Context
 from jitgate.service.ports import UnitOfWork
 from jitgate.service.queries import may_view
@@ -107,6 +107,8 @@ def extend_request(
             apply_extension(ctx, uow, original, request, now)
         ctx.persist_new(uow, request, now)
         uow.commit()
+    if request.state is State.APPROVED:  # approved at once: the backends hear the new end now
+        follow_moved_end(ctx, original.id)
     return request
 
 
