@@ -36,4 +36,4 @@ bench: install system-deps
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) jitgate.db jitgate.db-* .demo-tokens
+	rm -rf $(VENV) jitgate.db jitgate.db-* .demo-tokens .demo-mail .demo-policy.yaml audit.jsonl evidence.json

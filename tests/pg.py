@@ -70,6 +70,7 @@ class PgServer:
         self.port: int | None = None
         self._as_root = os.geteuid() == 0
         self._counter = 0
+        self._options = ""
 
     # -- running server commands ---------------------------------------------------------
 
@@ -129,24 +130,25 @@ class PgServer:
                     "-c max_connections=200",
                 ]
             )
+            self._options = options
             try:
-                self._run(
-                    "pg_ctl",
-                    "-D",
-                    str(data),
-                    "-l",
-                    str(self.root / "server.log"),
-                    "-o",
-                    options,
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                )
+                self.resume()
                 return self
             except RuntimeError as exc:  # port taken between probe and bind: try another
                 last_error = exc
         raise RuntimeError(f"PostgreSQL did not start: {last_error}\n{self.log()}")
+
+    def resume(self) -> None:
+        """Start the server (again, after ``pause``) on its port, with its data."""
+        assert self.root is not None
+        data, log = str(self.root / "data"), str(self.root / "server.log")
+        self._run("pg_ctl", "-D", data, "-l", log, "-o", self._options, "-w", "-t", "60", "start")
+
+    def pause(self) -> None:
+        """Stop the server as an outage would (its clients' connections are cut), keeping
+        its data for ``resume``."""
+        assert self.root is not None
+        self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
 
     def log(self) -> str:
         if self.root is None:

@@ -53,6 +53,13 @@ def test_malformed_json(served: Served) -> None:
         "/v1/requests", content=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert_problem(response, 422, "body: the body is not valid JSON (it breaks at character 1)")
+    # authorize reads its own body (pydantic's reader): the place is said too, as line/column
+    cut = served.client("gateway").post(
+        "/v1/authorize",
+        content=b'{"user": "a@example.com"',
+        headers={"Content-Type": "application/json"},
+    )
+    assert_problem(cut, 422, "body: the body is not valid JSON (it breaks at line 1, column 24)")
 
 
 def test_a_duration_in_seconds_is_taken(served: Served) -> None:

@@ -121,6 +121,11 @@ def test_from_env_uses_the_secret_or_warns(caplog: pytest.LogCaptureFixture) -> 
     assert "JITGATE_LINK_SECRET is not set" in caplog.text
     with pytest.raises(BadLink):
         random_one.read(token)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="jitgate.links"):
+        HmacLinkSigner.from_env({"JITGATE_LINK_SECRET": "short"})
+    (said,) = [r.getMessage() for r in caplog.records]  # one warning, and an accurate one
+    assert "shorter than 16 bytes, so it is not used" in said and "not set" not in said
 
 
 def test_expiry_is_kept_to_the_second() -> None:

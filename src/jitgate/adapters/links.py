@@ -72,12 +72,12 @@ class HmacLinkSigner:
         secret = env.get(SECRET_ENV, "")
         if len(secret.encode()) >= 16:
             return cls(secret.encode())
-        if secret:
-            log.warning("%s is shorter than 16 bytes; using a random key instead", SECRET_ENV)
+        problem = "is shorter than 16 bytes, so it is not used" if secret else "is not set"
         log.warning(
-            "%s is not set: one-click links are signed with a random key and stop working "
-            "when this process restarts (set it, and the same value on every replica)",
+            "%s %s: one-click links are signed with a random key and stop working when this "
+            "process restarts (set at least 16 bytes, the same value on every replica)",
             SECRET_ENV,
+            problem,
         )
         return cls(secrets.token_bytes(32))
 

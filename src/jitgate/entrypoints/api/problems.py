@@ -5,14 +5,26 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jitgate.domain.errors import Conflict, DomainError, Forbidden, Gone, Invalid, NotFound
 
 log = logging.getLogger("jitgate.api")
+# a lost or refused connection, a server shutting down, a lock not got in time; psycopg's
+# own for the authorize reads of PostgreSQL, which do not go through SQLAlchemy
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
 MEDIA = "application/problem+json"
 STATUS = {Invalid: 422, Forbidden: 403, NotFound: 404, Conflict: 409, Gone: 410}
 TITLES = {
@@ -62,8 +74,15 @@ def _message(error: dict[str, Any]) -> str:
     """Pydantic's message, said for people: a body that is not JSON names where it broke,
     and a check's own message loses pydantic's "Value error, " prefix."""
     if error.get("type") == "json_invalid":
-        at = error.get("loc", ())[-1]
-        return f"the body is not valid JSON (it breaks at character {at})"
+        loc = error.get("loc", ())
+        if loc and isinstance(loc[-1], int):  # FastAPI's reader: the character's position
+            return f"the body is not valid JSON (it breaks at character {loc[-1]})"
+        # pydantic's own reader (routes that read their body): "… at line 1 column 7"
+        said = str((error.get("ctx") or {}).get("error", ""))
+        line, _, column = said.rpartition(" at line ")[2].partition(" column ")
+        if line.isdigit() and column.isdigit():
+            return f"the body is not valid JSON (it breaks at line {line}, column {column})"
+        return "the body is not valid JSON"
     return str(error.get("msg", "invalid")).removeprefix("Value error, ")
 
 
@@ -78,6 +97,21 @@ def _http(_: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
+def _database_down(_: Request, exc: Exception) -> JSONResponse:
+    """The database cannot be reached (down, restarting, a lost connection) or is too busy
+    (SQLite's busy timeout): 503 with ``Retry-After``, one log line, no traceback. Nothing
+    was changed: a write commits whole or not at all."""
+    log.warning("database unavailable: %s", _first_line(exc))
+    return problem(
+        503, "the database is unavailable right now; try again", headers={"Retry-After": "5"}
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+
+
 def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
     return problem(500, "internal error; the event was logged")
@@ -87,6 +121,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, _database_down)
     app.add_exception_handler(Exception, _unexpected)
 
 
