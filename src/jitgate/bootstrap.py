@@ -49,6 +49,9 @@ class App:
             close_grants()
         if self.grant_reader is not None:
             self.grant_reader.close()
+        close_clock = getattr(self.ctx.clock, "close", None)
+        if close_clock is not None:
+            close_clock()
         self.db.dispose()
 
 
@@ -57,16 +60,48 @@ def bootstrap(
     *,
     policy: Policy | None = None,
     clock: Clock | None = None,
+    migrate: bool | None = None,
 ) -> App:
+    """Wire everything for ``settings``. The database's schema is settled first:
+    ``migrate=True`` brings it to the newest revision (``serve``, ``worker``),
+    ``migrate=False`` refuses any schema but that one (``--no-migrate``), and ``None``
+    leaves it to the caller; all three refuse a schema newer than this jitgate knows
+    (``SchemaMismatch``, one line)."""
     loaded = policy if policy is not None else _load(settings.policy_path)
     db = connect(settings.database_url)
+    try:
+        _schema(db, migrate)
+    except BaseException:
+        db.dispose()
+        raise
     ctx = Context(
         uow=SqlUnitOfWorkFactory(db),
-        clock=clock or SystemClock(),
+        clock=clock or _clock(db),
         policy=PolicyHolder(loaded),
     )
     wire_enforcement(ctx, db)
     return App(settings, db, ctx, notify=notifications(ctx), grant_reader=_grant_reader(db))
+
+
+def _clock(db: Database) -> Clock:
+    """On PostgreSQL, shared by several replicas, the database server's clock, so that no
+    replica's own clock decides a grant's window (SPEC §9.6); on SQLite, one host's."""
+    if db.is_sqlite:
+        return SystemClock()
+    from jitgate.adapters.db.clock import DatabaseClock, server_time
+
+    return DatabaseClock(lambda: server_time(db.engine)).start()
+
+
+def _schema(db: Database, migrate: bool | None) -> None:
+    from jitgate.adapters.db import migrate as schema
+
+    if migrate is None:
+        schema.refuse_newer(db)
+    elif migrate:
+        schema.upgrade(db)
+    else:
+        schema.check(db)
 
 
 def _load(path: str) -> Policy:

@@ -105,19 +105,52 @@ class SqlAuditLog:
             last = rows[-1].seq
 
     def verify(self) -> ChainCheck:
-        check = verify_chain(r.as_dict() for r in self.iterate())
+        """Walk the chain and hold it against the head, read once before the walk and once
+        after it. This needs no snapshot (PostgreSQL's READ COMMITTED, SQLite without a
+        transaction): an append commits its events and the head move together, so every
+        event up to the head read first is visible to the walk (fewer is a cut-off end),
+        and every event the walk saw is covered by the head read after it (more is an event
+        the head never covered). Events appended meanwhile are verified, not reported."""
+        before = self._head_readonly()
+        hashes = {0: GENESIS}  # seq -> hash, from just below the first head's seq on
+
+        def walk() -> Iterator[dict[str, Any]]:
+            for record in self.iterate():
+                if record.seq >= before[0] - 1:
+                    hashes[record.seq] = record.hash
+                yield record.as_dict()
+
+        check = verify_chain(walk())
         if not check.ok:
             return check
-        seq, head = self._head_readonly()
-        if (seq, head) != (check.events, check.head) and seq:
-            return ChainCheck(
-                False, check.events, check.head, seq, "events missing at the end of the chain"
-            )
-        return check
+        return _against_head(check, hashes, before, self._head_readonly())
 
     def _head_readonly(self) -> tuple[int, str]:
-        row = self._conn.execute(sa.select(H.c.seq, H.c.hash).where(H.c.id == 1)).first()
+        row = self._conn.execute(_HEAD).first()
         return (int(row.seq), str(row.hash)) if row else (0, GENESIS)
+
+
+def _against_head(
+    check: ChainCheck, hashes: dict[int, str], before: tuple[int, str], after: tuple[int, str]
+) -> ChainCheck:
+    """``check``, an intact chain of events 1…n whose hashes from the first head's seq on
+    are ``hashes``, held against the head read ``before`` and ``after`` walking it."""
+    n = check.events
+
+    def broken(seq: int, problem: str) -> ChainCheck:
+        prior = max(seq - 1, 0)
+        return ChainCheck(False, prior, hashes.get(prior, ""), seq, problem)
+
+    if n < before[0]:
+        problem = f"events missing at the end of the chain (the head is at seq {before[0]})"
+        return ChainCheck(False, n, check.head, n + 1, problem)
+    if hashes.get(before[0]) != before[1]:
+        return broken(before[0], "the head does not match the event at its seq")
+    if n > after[0]:
+        return broken(after[0] + 1, f"events after the head (it is at seq {after[0]})")
+    if n == after[0] and check.head != after[1]:
+        return broken(n, "the head does not match the event at its seq")
+    return check
 
 
 def _record(row: Any) -> AuditRecord:

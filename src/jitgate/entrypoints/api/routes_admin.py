@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 
-from jitgate.adapters.db.migrate import current
+from jitgate.adapters.db.migrate import expected
+from jitgate.adapters.db.migrate import problem as schema_problem
 from jitgate.adapters.policy import PolicyError
 from jitgate.entrypoints.api import schemas as s
 from jitgate.entrypoints.api.auth import AppDep, UserDep
@@ -86,12 +87,12 @@ def readyz(app: AppDep) -> Any:
     try:
         with app.db.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-        revision = current(app.db)
+        found = schema_problem(app.db)  # none yet, older or newer than this jitgate's
     except sa.exc.SQLAlchemyError:
         return JSONResponse({"status": "unavailable", "detail": "database unreachable"}, 503)
-    if revision is None:
-        return JSONResponse({"status": "unavailable", "detail": "run `jitgate db upgrade`"}, 503)
-    return {"status": "ready", "schema": revision, "policy": app.ctx.policy.current.digest}
+    if found is not None:
+        return JSONResponse({"status": "unavailable", "detail": found}, 503)
+    return {"status": "ready", "schema": expected(), "policy": app.ctx.policy.current.digest}
 
 
 def _moment(text: str | None) -> datetime | None:
