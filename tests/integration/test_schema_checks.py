@@ -151,10 +151,6 @@ def test_the_cli_refuses_a_newer_schema_in_one_line(db_url: str, args: tuple[str
     _one_line(_run(*args, url=db_url), f"error: {NEWER}")
 
 
-@pytest.mark.xfail(
-    reason="needs `jitgate serve`/`worker` to pass --no-migrate to bootstrap (server.py)",
-    strict=False,
-)
 @pytest.mark.parametrize("command", ["serve", "worker"])
 def test_the_cli_without_migrating_refuses_an_older_schema(db_url: str, command: str) -> None:
     _at(db_url, OLD)

@@ -148,3 +148,53 @@ def test_two_backends_granting_one_db_role_on_one_database_are_warned_about(
     (warning,) = check_policy(path).warnings
     assert (warning.line, warning.path) == (4, "backends.pg-dba2.db_role")
     assert "backend 'pg-dba' grants db_role 'dba' on the same database" in warning.message
+
+
+def test_a_grant_no_approval_entry_matches_is_warned_about(tmp_path: Path) -> None:
+    """``rules_for`` refuses a request reaching such a grant: a role with only such grants
+    can never be requested; with ``environment: any`` every environment it reaches counts."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            version: 1
+            directory:
+              users:
+                jane@example.com: {groups: [dev]}
+            roles:
+              k8s-prod:
+                grants: [{type: kubernetes, environment: production}]
+                requestable_by: [dev]
+              mixed:
+                grants:
+                  - {type: ssh, environment: development}
+                  - {type: database, environment: any}
+                requestable_by: [dev]
+            approval:
+              - match: {type: ssh, environment: development}
+                rule: self
+              - match: {type: database, environment: development}
+                rule: self
+            """
+        )
+    )
+    assert [(w.line, w.path, w.message) for w in check_policy(path).warnings] == [
+        (
+            7,
+            "roles.k8s-prod.grants[0]",
+            "no approval entry matches kubernetes/production: role 'k8s-prod' can never be "
+            "requested (add an approval entry for it)",
+        ),
+        (
+            12,
+            "roles.mixed.grants[1]",
+            "no approval entry matches database/any, database/production, database/staging: "
+            "a request that reaches it is refused (add an approval entry for it)",
+        ),
+    ]
+    covered = path.read_text() + (
+        "  - match: {type: kubernetes}\n    rule: self\n"
+        "  - match: {type: database, environment: any}\n    rule: self\n"
+    )
+    path.write_text(covered)
+    assert check_policy(path).warnings == []

@@ -181,7 +181,7 @@ def test_example_notifications_rfc_10_5(example: Policy) -> None:
         "request.expired": Route("requester", ("slack", "siem")),
         "access.expiring": Route("requester", ("slack", "siem")),
         "request.urgent": Route("oncall", ("pagerduty", "siem")),
-        "request.escalated": Route("escalate_to", ("slack", "pagerduty", "siem")),
+        "request.escalated": Route("escalate_to", ("slack", "email", "pagerduty", "siem")),
     }
     channels = example.notifications.channels
     assert channels["slack"] == {

@@ -1,5 +1,8 @@
 """``policy explain``: for a user and roles, which rules apply, who can approve right now
-and why, and the default and maximum duration. Reads the policy only; changes nothing."""
+and why, and the default and maximum duration. Reads the policy only; changes nothing.
+
+A spec that names nobody says why in plain words (``nobody``): a requester without a
+manager or a team, a group nobody is in, nobody on call, or only the requester."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ class SpecExplanation:
     spec: str
     approvers: tuple[str, ...]
     why: str
+    nobody: str = "nobody right now"
 
 
 @dataclass(frozen=True)
@@ -53,21 +57,39 @@ def _why(spec: ApproverSpec, requester: str, policy: Policy) -> str:
     return "named in the policy"
 
 
+def _nobody(spec: ApproverSpec, requester: str, policy: Policy, now: datetime) -> str:
+    """Why ``spec`` names nobody for ``requester`` at ``now``."""
+    d = policy.directory
+    user = d.user(requester)
+    if spec.kind == "manager" and user.manager is None:
+        return f"nobody: {requester} has no manager in the directory"
+    if spec.kind == "team_lead" and user.team is None:
+        return f"nobody: {requester} has no team in the directory"
+    if spec.kind == "team_lead" and d.team_lead_of(requester) is None:
+        return f"nobody: team {user.team} has no entry in directory.teams"
+    if spec.kind == "group" and not d.members(spec.value):
+        return f"nobody: no user of the directory is in group {spec.value}"
+    if spec.kind == "oncall" and d.on_call(spec.value, now) is None:
+        return f"nobody right now: no one is on call for schedule {spec.value}"
+    # what is left is the requester alone, who never approves their own request
+    return f"nobody: only {requester}, who cannot approve their own request"
+
+
 def _specs(
     specs: tuple[ApproverSpec, ...], requester: str, policy: Policy, now: datetime
 ) -> tuple[SpecExplanation, ...]:
-    return tuple(
-        SpecExplanation(
-            spec.label(),
-            tuple(
-                sorted(
-                    spec_candidates(spec, requester=requester, directory=policy.directory, at=now)
-                )
-            ),
-            _why(spec, requester, policy),
+    explained = []
+    for spec in specs:
+        found = spec_candidates(spec, requester=requester, directory=policy.directory, at=now)
+        explained.append(
+            SpecExplanation(
+                spec.label(),
+                tuple(sorted(found)),
+                _why(spec, requester, policy),
+                "" if found else _nobody(spec, requester, policy, now),
+            )
         )
-        for spec in specs
-    )
+    return tuple(explained)
 
 
 def explain(

@@ -8,6 +8,8 @@ Warnings do not stop a load (a policy can be right to name a group nobody is in 
 - a user's ``team`` with no entry in ``directory.teams`` while a rule asks for a team lead;
 - an ``extendable`` role without ``max_duration``: its grants extend only up to their
   purpose's max, and not at all without a purpose;
+- a role grant (type/environment) that no ``approval`` entry matches: a request that
+  reaches it is refused, so a role with only such grants can never be requested;
 - a notification channel that no route (written, or the RFC 10.5.2 defaults) sends to;
 - two ``grant_role`` backends granting one ``db_role`` through one ``dsn_env``.
 """
@@ -19,7 +21,7 @@ from typing import Any
 
 from jitgate.adapters.policy.checks import Checker, closest
 from jitgate.adapters.policy.problems import Path
-from jitgate.domain.policy import Policy
+from jitgate.domain.policy import Policy, Scope
 from jitgate.service.notifications import routes_of
 
 
@@ -38,6 +40,7 @@ def notice(check: Checker, data: dict[str, Any], policy: Policy) -> None:
                 path: Path = ("directory", "users", email, "team")
                 near = _near(team, policy.directory.teams)
                 check.warn(path, f"team {team!r} is not in directory.teams{near}: no team lead")
+    _unapproved_grants(check, data, policy)
     _unrouted_channels(check, policy)
     _shared_db_roles(check, policy)
     for name, role in policy.roles.items():
@@ -47,6 +50,42 @@ def notice(check: Checker, data: dict[str, Any], policy: Policy) -> None:
                 "an extendable role needs max_duration: without it a grant extends only up "
                 "to its purpose's max, and not at all without a purpose",
             )
+
+
+def _unapproved_grants(check: Checker, data: dict[str, Any], policy: Policy) -> None:
+    """A grant no approval entry matches (``rules_for`` refuses a request that reaches
+    it; for ``environment: any``, every environment it reaches needs an entry)."""
+    for name, role in policy.roles.items():
+        uncovered = {
+            grant: [r for r in policy.reach(grant) if policy.rule_for(r) is None]
+            for grant in role.grants
+        }
+        never = all(uncovered.values())
+        raw = ((data.get("roles") or {}).get(name) or {}).get("grants") or []
+        for grant, missing in uncovered.items():
+            if not missing:
+                continue
+            scopes = ", ".join(f"{s.type}/{s.environment}" for s in missing)
+            outcome = (
+                f"role {name!r} can never be requested"
+                if never
+                else "a request that reaches it is refused"
+            )
+            check.warn(
+                _grant_path(name, grant, raw),
+                f"no approval entry matches {scopes}: {outcome} (add an approval entry for it)",
+            )
+
+
+def _grant_path(role: str, grant: Scope, raw: list[Any]) -> Path:
+    """Where ``grant`` is written in the role's ``grants`` list (the list, if not found)."""
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            continue
+        written = (str(item.get("type", "")).strip(), str(item.get("environment", "")).strip())
+        if written == (grant.type, grant.environment):
+            return ("roles", role, "grants", index)
+    return ("roles", role, "grants")
 
 
 def _unrouted_channels(check: Checker, policy: Policy) -> None:

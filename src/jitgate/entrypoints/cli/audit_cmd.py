@@ -33,7 +33,7 @@ from jitgate.entrypoints.cli.common import (
 @click.option("--actor", default=None)
 @click.option("--request-id", default=None)
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the page as JSON instead of a table.")
 @server_options
 @click.pass_context
 def audit(
@@ -45,7 +45,7 @@ def audit(
     limit: int,
     as_json: bool,
     server: str,
-    token: str,
+    token: str | None,
 ) -> None:
     """List audit events (admins); `export` and `verify` work on the database offline."""
     if ctx.invoked_subcommand is not None:
@@ -69,12 +69,6 @@ def audit(
     click.echo(table(rows, ["seq", "at", "type", "actor", "request"]))
 
 
-# ``audit`` needs --token only for listing; its offline subcommands must not ask for it.
-for param in audit.params:
-    if param.name == "token":
-        param.required = False
-
-
 @audit.command()
 @db_option
 @click.option(
@@ -87,6 +81,11 @@ for param in audit.params:
 @friendly
 def export(db_url: str, out: str) -> None:
     """Write every audit event as JSON Lines, in chain order."""
+    with opened(db_url) as database:  # a missing database is refused before --out is made
+        _export(database, out)
+
+
+def _export(database: Any, out: str) -> None:
     from jitgate.adapters.db.uow import SqlUnitOfWork
 
     try:
@@ -95,7 +94,7 @@ def export(db_url: str, out: str) -> None:
         cannot("write", out, exc)
     count = 0
     try:
-        with opened(db_url) as database, SqlUnitOfWork(database, write=False) as uow:
+        with SqlUnitOfWork(database, write=False) as uow:
             for record in uow.audit.iterate():
                 handle.write(
                     json.dumps(record.as_dict(), sort_keys=True, ensure_ascii=False) + "\n"

@@ -1,8 +1,10 @@
 """The HTTP client behind the people's commands: ``--server`` and ``--token``/``JITGATE_TOKEN``.
 
-Every failure becomes one line on stderr and exit 1: the server's problem ``detail``, or
-why the server could not be reached; a command that uses the API is also ``friendly`` (a
-file it cannot write is one line too, never a traceback).
+Every failure becomes one line on stderr and exit 1: no token given, the server's problem
+``detail``, or why the server could not be reached; a command that uses the API is also
+``friendly`` (a file it cannot write is one line too, never a traceback). ``--token`` is
+not a required option (``audit export`` and ``verify`` work offline under ``audit``): the
+client refuses to start without one, before anything is sent.
 """
 
 from __future__ import annotations
@@ -22,20 +24,23 @@ T = TypeVar("T")
 
 def server_options(func: Callable[P, T]) -> Callable[P, T]:
     func = click.option(
-        "--token", envvar="JITGATE_TOKEN", required=True, help="API token (or JITGATE_TOKEN)."
+        "--token", envvar="JITGATE_TOKEN", show_envvar=True, default=None, help="API token."
     )(func)
     func = click.option(
         "--server",
         envvar="JITGATE_SERVER",
+        show_envvar=True,
         default="http://127.0.0.1:8080",
         show_default=True,
-        help="jitgate URL (or JITGATE_SERVER).",
+        help="jitgate URL.",
     )(func)
     return func
 
 
 class Api:
-    def __init__(self, server: str, token: str) -> None:
+    def __init__(self, server: str, token: str | None) -> None:
+        if not token or not token.strip():
+            fail("no token: pass --token or set JITGATE_TOKEN")
         self.server = server.rstrip("/")
         self._client = httpx.Client(
             base_url=self.server,
@@ -74,7 +79,7 @@ def _problem(response: httpx.Response) -> str:
 
 def with_api(func: Callable[..., T]) -> Callable[..., T]:
     @wraps(func)
-    def wrapper(*args: Any, server: str, token: str, **kwargs: Any) -> T:
+    def wrapper(*args: Any, server: str, token: str | None, **kwargs: Any) -> T:
         return func(Api(server, token), *args, **kwargs)
 
     return server_options(friendly(wrapper))

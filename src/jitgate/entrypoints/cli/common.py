@@ -18,10 +18,20 @@ from jitgate.config import ConfigError, Settings
 P = ParamSpec("P")
 T = TypeVar("T")
 
+
+def _existing_policy(_ctx: click.Context, _param: click.Parameter, path: str) -> str:
+    """A missing policy is one line that says how to name it, never ``policy.yaml:1: …``."""
+    if path != "-" and not os.path.exists(path):
+        fail(f"no policy file or folder at {path}: pass --policy FILE or set JITGATE_POLICY")
+    return path
+
+
 db_option = click.option(
     "--db",
     "db_url",
     envvar="JITGATE_DATABASE_URL",
+    show_envvar=True,
+    metavar="URL",
     default="sqlite:///./jitgate.db",
     show_default=True,
     help="Database URL: sqlite:///FILE or postgresql://…",
@@ -30,8 +40,11 @@ policy_option = click.option(
     "--policy",
     "policy_path",
     envvar="JITGATE_POLICY",
+    show_envvar=True,
+    metavar="FILE",
     default="policy.yaml",
     show_default=True,
+    callback=_existing_policy,
     help="Policy file or folder.",
 )
 
@@ -99,10 +112,12 @@ def emit_json(value: Any) -> None:
 
 
 @contextmanager
-def opened(db_url: str) -> Iterator[Any]:
+def opened(db_url: str, *, create: bool = False) -> Iterator[Any]:
+    """The database at ``db_url``; a SQLite file that does not exist is refused unless
+    ``create`` (``db upgrade``, ``token create``), so a typo never makes an empty one."""
     from jitgate.adapters.db.engine import connect
 
-    db = connect(db_url, pool_size=2)
+    db = connect(db_url, pool_size=2, create=create)
     try:
         yield db
     finally:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from jitgate.domain.durations import format_duration
 from jitgate.entrypoints.cli.common import fail, friendly, policy_option
+
+if TYPE_CHECKING:
+    from jitgate.service.explain import SpecExplanation
 
 
 @click.group()
@@ -25,9 +29,9 @@ def check(path: str, strict: bool) -> None:
     file, line and key.
 
     Warnings (a group nobody is in, a team without an entry while a rule asks for team
-    leads, an extendable role without max_duration, a channel no route sends to, two
-    grant_role backends granting one db_role on one database) are printed too; they fail
-    the check only with --strict."""
+    leads, a role grant no approval entry matches, an extendable role without
+    max_duration, a channel no route sends to, two grant_role backends granting one
+    db_role on one database) are printed too; they fail the check only with --strict."""
     from jitgate.adapters.policy import PolicyError, check_policy, check_policy_text
 
     try:
@@ -57,7 +61,11 @@ def check(path: str, strict: bool) -> None:
 @click.option("--user", required=True, help="The requester's email.")
 @click.option("--role", "roles", required=True, multiple=True, help="Role (repeatable).")
 @click.option("--resource", "resources", multiple=True, help="Resource (repeatable).")
-@click.option("--purpose", default=None)
+@click.option(
+    "--purpose",
+    default=None,
+    help="The request's purpose (incident-response, …): its default and maximum duration.",
+)
 @click.option("--at", "at", default=None, help="Explain at this ISO time instead of now.")
 @friendly
 def explain(
@@ -68,16 +76,18 @@ def explain(
     purpose: str | None,
     at: str | None,
 ) -> None:
-    """Which rule applies, who can approve right now and why, and the durations."""
+    """Which rule applies, who can approve right now and why, and the durations.
+
+    When the request could not be made, prints only why, on stderr, and exits 1."""
     from jitgate.adapters.policy import load_policy
     from jitgate.service.explain import explain as run
 
     loaded = load_policy(policy_path)
     now = _when(at)
     result = run(loaded, user=user, roles=roles, resources=resources, purpose=purpose, now=now)
-    click.echo(f"user:    {result.user}\nroles:   {', '.join(result.roles)}")
     if not result.allowed:
-        fail(f"cannot be requested: {result.refusal}")
+        fail(str(result.refusal))
+    click.echo(f"user:    {result.user}\nroles:   {', '.join(result.roles)}")
     click.echo("scope:   " + ", ".join(f"{s.type}/{s.environment}" for s in result.scopes))
     maximum = format_duration(result.max_duration) if result.max_duration else "none"
     default = format_duration(result.default_duration) if result.default_duration else "-"
@@ -90,11 +100,15 @@ def explain(
         }[rule.kind]
         click.echo(f"\n{rule.label}: {need}")
         for spec in rule.specs:
-            who = ", ".join(spec.approvers) or "nobody right now"
-            click.echo(f"  - {spec.spec}: {who}  ({spec.why})")
+            click.echo(f"  - {spec.spec}: {_who(spec)}")
         for spec in rule.escalate_to:
-            who = ", ".join(spec.approvers) or "nobody right now"
-            click.echo(f"  after escalation {spec.spec}: {who}  ({spec.why})")
+            click.echo(f"  after escalation {spec.spec}: {_who(spec)}")
+
+
+def _who(spec: SpecExplanation) -> str:
+    if spec.approvers:
+        return f"{', '.join(spec.approvers)}  ({spec.why})"
+    return spec.nobody
 
 
 @policy.command()

@@ -17,11 +17,13 @@ from jitgate.entrypoints.cli.common import db_option, emit_json, fail, friendly,
 @friendly
 def reconcile(policy_path: str, db_url: str) -> None:
     """Re-apply missing grants and remove jitgate-made grants that should not exist."""
+    from jitgate.adapters.db.engine import require_existing
     from jitgate.adapters.db.migrate import current
     from jitgate.bootstrap import bootstrap
     from jitgate.entrypoints.cli.common import settings
     from jitgate.service.reconcile import reconcile as run
 
+    require_existing(db_url)  # a repair pass never creates an empty database
     app = bootstrap(settings(policy_path=policy_path, database_url=db_url))
     try:
         if current(app.db) is None:

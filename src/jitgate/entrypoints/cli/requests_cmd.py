@@ -68,7 +68,14 @@ def _seconds(value: int) -> Any:
 
 @click.command("request")
 @click.argument("roles", nargs=-1, required=True)
-@click.option("--for", "duration", default=None, help="Duration: 30m, 2h, 1h30m, PT2H.")
+@click.option(
+    "--for",
+    "duration",
+    default=None,
+    metavar="DURATION",
+    help="How long: 30m, 2h, 1h30m, PT2H. Optional: by default the purpose's default, "
+    "else the roles' (shortest) default_duration.",
+)
 @click.option("--reason", required=True, help="Why (e.g. INC-12345).")
 @click.option("--resource", "resources", multiple=True, help="Limit to a resource (repeatable).")
 @click.option("--urgency", type=click.Choice(["low", "normal", "high"]), default="normal")
@@ -91,7 +98,10 @@ def request_cmd(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Ask for ROLES for a while, with a reason."""
+    """Ask for ROLES for a while, with a reason.
+
+    Without --for the policy's default applies; a duration over the maximum is refused
+    unless --cap accepts the maximum instead."""
     body: dict[str, Any] = {
         "roles": list(roles),
         "reason": reason,

@@ -13,7 +13,6 @@ import click
 
 from jitgate.entrypoints.cli.common import (
     db_option,
-    fail,
     friendly,
     opened,
     policy_option,
@@ -27,18 +26,23 @@ log = logging.getLogger("jitgate")
 
 
 def _app(policy_path: str, db_url: str, migrate: bool, **extra: object) -> App:
-    from jitgate.adapters.db.migrate import current, upgrade
     from jitgate.bootstrap import bootstrap
     from jitgate.service.policy import record_policy_loaded
 
-    app = bootstrap(settings(policy_path=policy_path, database_url=db_url, **extra))
-    if migrate:
-        upgrade(app.db)
-    elif current(app.db) is None:
-        app.close()
-        fail("the database has no schema yet: run `jitgate db upgrade` first")
+    # migrated to the newest schema, or with --no-migrate refused unless it is already
+    # there (one line: no schema yet, older, or newer than this jitgate)
+    app = bootstrap(
+        settings(policy_path=policy_path, database_url=db_url, **extra), migrate=migrate
+    )
     record_policy_loaded(app.ctx, policy=app.ctx.policy.current, actor="system", via="startup")
     return app
+
+
+def _log_to_stderr() -> None:
+    """INFO and up on stderr; alembic's set-up chatter at import is not ours to show (a
+    refusal at start stays one line)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def _jobs(app: App) -> list[Callable[[], object]]:
@@ -90,7 +94,7 @@ def serve(policy_path: str, db_url: str, host: str, port: int, migrate: bool) ->
     from jitgate.entrypoints.api.app import create_app, serve_api
     from jitgate.entrypoints.scheduler import Scheduler
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _log_to_stderr()
     app = _app(policy_path, db_url, migrate, host=host, port=port)
     _on_sighup(app)
     scheduler = Scheduler(app.ctx, app.settings.tick_seconds, extra=_jobs(app))
@@ -115,7 +119,7 @@ def worker(policy_path: str, db_url: str, migrate: bool) -> None:
     """
     from jitgate.entrypoints.scheduler import Scheduler
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _log_to_stderr()
     app = _app(policy_path, db_url, migrate)
     _on_sighup(app)
     scheduler = Scheduler(app.ctx, app.settings.tick_seconds, extra=_jobs(app))
@@ -141,7 +145,7 @@ def upgrade(db_url: str) -> None:
     from jitgate.adapters.db.migrate import current
     from jitgate.adapters.db.migrate import upgrade as run_upgrade
 
-    with opened(db_url) as database:
+    with opened(db_url, create=True) as database:
         run_upgrade(database)
         click.echo(f"database at schema {current(database)}", err=True)
     sys.exit(0)

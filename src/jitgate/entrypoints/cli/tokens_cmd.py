@@ -27,8 +27,9 @@ def token() -> None:
 
 
 @contextmanager
-def _context(db_url: str) -> Iterator[Context]:
-    """A context on ``db_url`` whose schema is brought up to date first."""
+def _context(db_url: str, *, create: bool = False) -> Iterator[Context]:
+    """A context on ``db_url`` whose schema is brought up to date first; only ``create``
+    may make a new SQLite file (``ls`` and ``revoke`` refuse one that does not exist)."""
     from jitgate.adapters.clock import SystemClock
     from jitgate.adapters.db.migrate import upgrade
     from jitgate.adapters.db.uow import SqlUnitOfWorkFactory
@@ -36,7 +37,7 @@ def _context(db_url: str) -> Iterator[Context]:
     from jitgate.entrypoints.cli.common import opened
     from jitgate.service.context import Context, PolicyHolder
 
-    with opened(db_url) as database:
+    with opened(db_url, create=create) as database:
         upgrade(database)
         yield Context(
             uow=SqlUnitOfWorkFactory(database), clock=SystemClock(), policy=PolicyHolder(Policy())
@@ -79,7 +80,7 @@ def create(email: str | None, service: str | None, expires: str | None, db_url: 
         expires_in = None if expires is None else parse_duration(expires)
     except ValueError as exc:
         fail(f"--expires: {exc}")
-    with _context(db_url) as ctx:
+    with _context(db_url, create=True) as ctx:
         click.echo(create_token(ctx, principal=principal, expires_in=expires_in))
 
 
