@@ -8,6 +8,12 @@ Invariants:
   lease ends, under the same id (the Standard Webhooks ``webhook-id``, the PagerDuty
   ``dedup_key`` is the request id), so a peer sees at most a repeat it can recognise;
 - rows of one request, channel and recipient go out in the order they were written;
+- a process claims only rows of the channels it can send (in its policy and enabled here,
+  ``Channels.sendable``); the rows of any other channel stay pending for the replicas that
+  can (a worker without a channel's ``*_env`` variables, a replica on an older policy
+  during a rolling deploy). A row whose channel is not in this process's policy at all and
+  that is older than ``unknown_channel_grace`` (a channel removed from the policy) is dead,
+  audited and shown by ``jitgate notifications ls --failed``, and can be retried;
 - a failed attempt is retried with exponential backoff and jitter up to ``max_attempts``,
   then the row is dead; ``notification.sent`` and the final ``notification.failed`` are
   audited with channel, recipient, event, attempt and status code only: never a link,
@@ -20,7 +26,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -55,7 +61,12 @@ class OutboxItem:
 
 
 class DeliveryStore(Protocol):
-    def claim(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxItem]: ...
+    def claim(
+        self, now: datetime, limit: int, lease: timedelta, channels: Collection[str]
+    ) -> list[OutboxItem]: ...
+    def abandon(
+        self, now: datetime, known: Collection[str], queued_before: datetime, limit: int
+    ) -> list[OutboxItem]: ...
     def sent(self, item_id: str, now: datetime, status: int | None) -> None: ...
     def retry_at(self, item_id: str, when: datetime, error: str, status: int | None) -> None: ...
     def dead(self, item_id: str, now: datetime, error: str, status: int | None) -> None: ...
@@ -98,6 +109,9 @@ class Notifier(Protocol):
 
 class Channels(Protocol):
     def get(self, name: str, policy: Policy) -> Notifier | None: ...
+    def sendable(self, policy: Policy) -> Collection[str]:
+        """The channels of ``policy`` this process can send (configured and enabled here)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,9 @@ class DeliveryOptions:
     max_delay: float = 300.0
     concurrency: int = 8
     view_ttl: timedelta = timedelta(days=7)
+    #: How long a row of a channel missing from this process's policy waits for a process
+    #: that has it (a rolling deploy adding the channel) before it is dead (it was removed).
+    unknown_channel_grace: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -158,22 +175,52 @@ def backoff(attempt: int, options: DeliveryOptions, rng: random.Random) -> float
 
 def deliver_due(d: Delivery) -> DeliveryReport:
     """Claim a batch of due notifications, send them, record each outcome; one batch."""
+    total = abandon_unknown(d)
     started = _start(d, d.options.batch)
-    return _record(d, [f.result() for f in started]) if started else DeliveryReport()
+    return total.plus(_record(d, [f.result() for f in started])) if started else total
 
 
 Attempt = Future[tuple[OutboxItem, "Sent | DeliveryFailed"]]
 
 
 def _start(d: Delivery, limit: int) -> list[Attempt]:
-    """Claim up to ``limit`` due notifications and start sending each in the pool."""
+    """Claim up to ``limit`` due notifications of the channels this process can send and
+    start sending each in the pool."""
     ctx = d.ctx
     now = ctx.clock.now()
-    with ctx.uow() as uow:
-        items = d.store_of(uow).claim(now, limit, d.options.lease)
-        uow.commit()
     policy = ctx.policy.current
+    sendable = d.channels.sendable(policy)
+    if not sendable:
+        return []
+    with ctx.uow() as uow:
+        items = d.store_of(uow).claim(now, limit, d.options.lease, sendable)
+        uow.commit()
     return [d.pool().submit(_attempt, d, item, policy, now) for item in items]
+
+
+def abandon_unknown(d: Delivery) -> DeliveryReport:
+    """Dead-letter (audited) due rows of channels missing from this process's policy that
+    waited longer than ``unknown_channel_grace``: their channel was removed. Younger ones
+    are left alone: a replica with a newer policy may have the channel."""
+    ctx = d.ctx
+    now = ctx.clock.now()
+    known = ctx.policy.current.notifications.channels.keys()
+    with ctx.uow() as uow:
+        store = d.store_of(uow)
+        items = store.abandon(now, known, now - d.options.unknown_channel_grace, d.options.batch)
+        events = []
+        for item in items:
+            failed = DeliveryFailed(
+                f"channel {item.channel!r} is not in the policy (removed?); not sent "
+                f"(`jitgate notifications retry` once it is back)",
+                retryable=False,
+            )
+            store.dead(item.id, now, failed.reason, None)
+            events.append(_event("notification.failed", item, None, failed))
+            log.error("notification %s is dead: %s", item.id, failed.reason)
+        ctx.publish(uow, events, None, now)
+        uow.commit()
+    return DeliveryReport(claimed=len(items), dead=len(items))
 
 
 def drain(
@@ -185,7 +232,7 @@ def drain(
     that hangs until its timeout holds up only its own messages (and the later ones of
     the same request, channel and recipient, which wait for it by design), never an
     urgent page to another channel. Nothing new is claimed after ``budget_seconds``."""
-    total = DeliveryReport()
+    total = abandon_unknown(d)
     started = time.monotonic()
     in_flight: set[Attempt] = set()
     while True:
@@ -203,9 +250,8 @@ def _attempt(
     d: Delivery, item: OutboxItem, policy: Policy, now: datetime
 ) -> tuple[OutboxItem, Sent | DeliveryFailed]:
     notifier = d.channels.get(item.channel, policy)
-    if notifier is None:
-        reason = f"channel {item.channel!r} is not configured in this process"
-        return item, DeliveryFailed(reason, retryable=False)
+    if notifier is None:  # claimed as sendable: only a policy replaced meanwhile gets here
+        return item, DeliveryFailed(f"channel {item.channel!r} is not available here now")
     try:
         message = Message.from_payload(
             item.payload,

@@ -7,6 +7,9 @@ Invariants:
   its audit event (``backend.applied``, ``backend.removed``, ``backend.failed``) after it,
   so a crash in between leaves a row that says so and the next pass resumes it, audited as
   ``backend.reconciled``;
+- the write-ahead row is read, checked and written under a lock of the row (of its key
+  while there is no row yet), so of replicas applying one grant at once exactly one calls
+  the backend and audits ``backend.applied``; the others see its lease and back off;
 - a failure is loud: audited, kept on the row (``last_error``) and retried with backoff
   until done; a request stays ``approved`` until every backend applied its grant;
 - ending a grant never removes what another active grant of the same user still covers on
@@ -108,16 +111,18 @@ class Enforcement(EnforcementBase):
             problem = None
         except BackendUnavailable as exc:
             backend, problem = None, str(exc)
-        with self.uow() as uow:
-            row = uow.backend_grants.get(request.id, name, for_update=True)
+        with self.uow() as uow:  # a first look, unlocked: the gate is checked again below
+            row = uow.backend_grants.get(request.id, name)
             gate = rows.apply_gate(row, now, rows.window_end(request))
             if gate not in ("go", "resume"):
-                uow.commit()  # nothing written: release the row (and SQLite's write lock)
+                uow.commit()  # nothing written: release SQLite's write lock
         if gate == "refresh":
             return backend is None or self._refresh(request, name, backend)
         if gate not in ("go", "resume"):
             return gate == "done"
         with self.uow() as uow:
+            # locks the row, or its key while there is none: of processes applying at once,
+            # only the one that moves the row to ``applying`` with its lease calls the backend
             row = uow.backend_grants.get(request.id, name, for_update=True)
             if rows.apply_gate(row, now, rows.window_end(request)) != gate:
                 return False  # someone else moved it meanwhile

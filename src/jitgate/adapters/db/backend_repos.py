@@ -1,8 +1,12 @@
 """The repository of backend grant rows and SSH KRL entries, and the unit of work that
 carries it next to the core repositories. Never commits: the unit of work does.
 
-Invariant: a row is written before its backend is called (``applying``/``removing`` with
-``in_flight``) and settled after, so a crash in between leaves a row that says so.
+Invariants: a row is written before its backend is called (``applying``/``removing`` with
+``in_flight``) and settled after, so a crash in between leaves a row that says so;
+``get(..., for_update=True)`` locks the row until the transaction ends, and when there is
+no row yet it locks its key instead (a transaction-scoped advisory lock on PostgreSQL,
+SQLite has one writer), so two processes can never both read "no row" and both write one:
+the second waits, then reads the row the first committed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ G = t.backend_grants
 R = t.requests
 K = t.ssh_revoked_keys
 LIVE_STATES = ("approved", "active")
+#: The advisory lock class of a ``backend_grants`` key (two-int form: its key space never
+#: overlaps the one-bigint form of the migration lock).
+KEY_LOCK = 0x6A676267  # "jgbg"
 
 
 def _grant(row: Any) -> BackendGrant:
@@ -71,6 +78,12 @@ def _values(g: BackendGrant) -> dict[str, Any]:
     }
 
 
+def key_lock(request_id: str, backend: str) -> int:
+    """A stable signed 32-bit number for a row's key; a collision only serialises two keys."""
+    digest = hashlib.sha256(f"{request_id}\0{backend}".encode()).digest()
+    return int.from_bytes(digest[:4], "big", signed=True)
+
+
 def ca_fingerprint(ca_public_key: str) -> str:
     """``SHA256:<base64>`` of the key blob, as ``ssh-keygen -l`` prints it."""
     blob = base64.b64decode(ca_public_key.split()[1])
@@ -86,9 +99,18 @@ class SqlBackendGrants:
         self, request_id: str, backend: str, *, for_update: bool = False
     ) -> BackendGrant | None:
         stmt = sa.select(G).where(G.c.request_id == request_id, G.c.backend == backend)
-        if for_update and self._row_locks:
-            stmt = stmt.with_for_update()
+        if not (for_update and self._row_locks):
+            row = self._conn.execute(stmt).first()
+            return _grant(row) if row else None
+        stmt = stmt.with_for_update()
         row = self._conn.execute(stmt).first()
+        if row is None:
+            # nothing to lock yet: lock the key, then look again in a fresh snapshot (READ
+            # COMMITTED), which sees a row a peer committed while we waited
+            self._conn.execute(
+                sa.select(sa.func.pg_advisory_xact_lock(KEY_LOCK, key_lock(request_id, backend)))
+            )
+            row = self._conn.execute(stmt).first()
         return _grant(row) if row else None
 
     def of_request(self, request_id: str) -> list[BackendGrant]:

@@ -3,11 +3,14 @@
 Invariants: ``claim`` leases rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one
 writer) and never hands out a row while an earlier row of the same request, channel and
 recipient is still undelivered, so a PagerDuty ``resolve`` never overtakes its ``trigger``;
-``reserve`` inserts a use once and reports whether it was the first.
+``claim`` hands out only rows of the channels it is given (those the caller can send), and
+``abandon`` only rows of channels it is not given, so a process never takes a row it
+cannot send; ``reserve`` inserts a use once and reports whether it was the first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -66,7 +69,9 @@ class SqlDeliveries:
         self._conn = conn
         self._postgres = conn.dialect.name == "postgresql"
 
-    def claim(self, now: datetime, limit: int, lease: timedelta) -> list[OutboxItem]:
+    def claim(
+        self, now: datetime, limit: int, lease: timedelta, channels: Collection[str]
+    ) -> list[OutboxItem]:
         earlier = OUT.alias("earlier")
         blocked = (
             sa.select(sa.literal(1))
@@ -86,6 +91,7 @@ class SqlDeliveries:
         stmt = (
             sa.select(OUT)
             .where(OUT.c.status.in_(WAITING), OUT.c.next_attempt_at <= now, ~blocked)
+            .where(OUT.c.channel.in_(sorted(channels)))
             .order_by(OUT.c.next_attempt_at, OUT.c.created_at)
             .limit(limit)
         )
@@ -113,6 +119,22 @@ class SqlDeliveries:
             )
             for r in rows
         ]
+
+    def abandon(
+        self, now: datetime, known: Collection[str], queued_before: datetime, limit: int
+    ) -> list[OutboxItem]:
+        """Due rows of channels not in ``known``, queued before ``queued_before``, locked
+        for the caller to dead-letter (skipping rows a peer has locked)."""
+        stmt = (
+            sa.select(OUT)
+            .where(OUT.c.status.in_(WAITING), OUT.c.next_attempt_at <= now)
+            .where(OUT.c.channel.not_in(sorted(known)), OUT.c.created_at < queued_before)
+            .order_by(OUT.c.created_at)
+            .limit(limit)
+        )
+        if self._postgres:
+            stmt = stmt.with_for_update(skip_locked=True, of=OUT)
+        return [_item(r) for r in self._conn.execute(stmt)]
 
     def sent(self, item_id: str, now: datetime, status: int | None) -> None:
         self._conn.execute(

@@ -3,14 +3,15 @@
 Invariants: a plugin is looked up by the channel's ``type`` in the ``jitgate.notifiers``
 entry point group; there is one notifier instance per configured channel, built from the
 channel's config when the policy is loaded or replaced and never mutated; a channel whose
-``*_env`` variables are missing is disabled (warned about once), not a crash.
+``*_env`` variables are missing is disabled (warned about once), not a crash, and is not
+``sendable`` here, so this process leaves its notifications to processes that have it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from importlib.metadata import entry_points
 from typing import Any, cast
 
@@ -57,12 +58,19 @@ class ChannelSet:
         return kind.mode(config, self._deps.env)
 
     def get(self, name: str, policy: Policy) -> Notifier | None:
+        return self._for(policy).get(name)
+
+    def sendable(self, policy: Policy) -> Collection[str]:
+        """The channels of ``policy`` this process can send: configured and enabled here."""
+        return frozenset(self._for(policy))
+
+    def _for(self, policy: Policy) -> dict[str, Notifier]:
         key = policy.digest or str(id(policy))
         with self._lock:
             if self._built_for != key:
                 self._built = self._build(policy.notifications.channels)
                 self._built_for = key
-            return self._built.get(name)
+            return self._built
 
     def _build(self, channels: Mapping[str, Mapping[str, Any]]) -> dict[str, Notifier]:
         built: dict[str, Notifier] = {}
