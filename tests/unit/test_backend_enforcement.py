@@ -389,3 +389,18 @@ def test_the_scheduler_retries_every_tick_and_reconciles_every_interval(
     WORLD.fail.clear()
     clock.advance(timedelta(seconds=6))
     assert retry() == 1 and not WORLD.held
+
+
+def test_a_reconcile_pass_checks_every_live_grant_page_by_page(
+    make_ctx: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Live grants are read a page at a time (``BATCH``); a pass goes through every page,
+    not the first one again and again."""
+    monkeypatch.setattr("jitgate.service.reconcile.BATCH", 2)
+    ctx, _ = _ctx(make_ctx, tmp_path, backend="per-request")
+    ids = [_request(ctx) for _ in range(5)]
+    WORLD.held.clear()  # all five removed by hand
+    report = reconcile(ctx)
+    assert report.checked == 5 and report.reapplied == 5, report
+    assert all(_events(ctx, rid, "backend.reconciled") for rid in ids)
+    assert reconcile(ctx).repairs == 0

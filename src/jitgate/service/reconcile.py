@@ -106,18 +106,32 @@ def _remove_ended(enf: Enforcement, report: ReconcileReport) -> None:
 
 
 def _check_live(enf: Enforcement, report: ReconcileReport) -> None:
+    """Every grant in force, page after page: a pass sees them all, however many."""
     now = enf.ctx.clock.now()
-    for row, request in _with_requests(enf, lambda uow: uow.backend_grants.of_live(now, BATCH)):
-        if not enf.apply_one(request, row.backend):  # failed, interrupted or window moved
+    after: tuple[str, str] | None = None
+    while True:
+        with enf.uow(write=False) as uow:
+            page = uow.backend_grants.of_live(now, BATCH, after)
+            pairs = [(row, uow.requests.get(row.request_id)) for row in page]
+        for row, request in pairs:
+            if request is not None:  # rows of a vanished request are skipped
+                _check_one(enf, row, request, report)
+        if len(page) < BATCH:
+            return
+        after = (page[-1].request_id, page[-1].backend)
+
+
+def _check_one(
+    enf: Enforcement, row: BackendGrant, request: AccessRequest, report: ReconcileReport
+) -> None:
+    if not enf.apply_one(request, row.backend):  # failed, interrupted or window moved
+        report.failed += 1
+        return
+    if _in_place(enf, row, enf.spec(request, row.backend), report) is False:
+        if enf.regrant(request, row.backend, reason="the backend did not hold the grant as given"):
+            report.reapplied += 1
+        else:
             report.failed += 1
-            continue
-        if _in_place(enf, row, enf.spec(request, row.backend), report) is False:
-            if enf.regrant(
-                request, row.backend, reason="the backend did not hold the grant as given"
-            ):
-                report.reapplied += 1
-            else:
-                report.failed += 1
 
 
 def _in_place(

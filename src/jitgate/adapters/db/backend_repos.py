@@ -167,14 +167,20 @@ class SqlBackendGrants:
         )
         return [_grant(r) for r in self._conn.execute(stmt)]
 
-    def of_live(self, now: datetime, limit: int) -> list[BackendGrant]:
-        """Rows of grants in force now (active, inside their window)."""
+    def of_live(
+        self, now: datetime, limit: int, after: tuple[str, str] | None = None
+    ) -> list[BackendGrant]:
+        """Rows of grants in force now (active, inside their window), in key order from
+        past ``after`` (a ``(request_id, backend)``): page after page, every one is seen."""
         stmt = (
             sa.select(G)
             .join(R, R.c.id == G.c.request_id)
             .where(R.c.state == "active", R.c.starts_at <= now, R.c.ends_at > now)
+            .order_by(G.c.request_id, G.c.backend)
             .limit(limit)
         )
+        if after is not None:
+            stmt = stmt.where(sa.tuple_(G.c.request_id, G.c.backend) > sa.tuple_(*after))
         return [_grant(r) for r in self._conn.execute(stmt)]
 
     def removed_since(self, since: datetime, limit: int) -> list[BackendGrant]:
