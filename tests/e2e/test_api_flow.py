@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 
 from jitgate.domain.policy import Policy
 from jitgate.service import lifecycle
+from jitgate.service.ports import Principal
+from jitgate.service.tokens import create_token
 from served import Served
 
 JANE = "jane.doe@example.com"
@@ -66,6 +68,13 @@ def test_request_approve_use_revoke(served: Served, on_call: str) -> None:
     assert open_now.status_code == 200 and open_now.json()["ended_at"] is None
     assert jane.get(f"/v1/sessions/{sid}").status_code == 403  # a service endpoint
     assert gateway.get("/v1/sessions/no-such-session").status_code == 404
+    # only the gateway that opened a session ends it: a leaked token of another gateway
+    # cannot close it, nor put a recording of its choosing into the evidence
+    served.tokens["gw-2"] = create_token(served.app.ctx, principal=Principal("service", "gw-2"))
+    foreign = served.client("gw-2").post(
+        f"/v1/sessions/{sid}/end", json={"recording_url": "https://evil.example/rec"}
+    )
+    assert foreign.status_code == 403 and "another gateway" in foreign.json()["detail"]
     for unsafe in ("javascript:alert(1)", "file:///etc/passwd", "https://"):
         refused = gateway.post(f"/v1/sessions/{sid}/end", json={"recording_url": unsafe})
         assert refused.status_code == 422 and "http" in refused.json()["detail"]

@@ -110,8 +110,10 @@ def open_session(
     kind: str,
     type: str | None = None,
     environment: str | None = None,
+    opened_by: str | None = None,
 ) -> Session:
-    """Record one use of a grant ("access used"); ``Forbidden`` when no grant allows it."""
+    """Record one use of a grant ("access used"); ``Forbidden`` when no grant allows it.
+    ``opened_by`` (``service:NAME``) alone may end it through ``end_session``."""
     now = ctx.clock.now()
     user = user.lower()
     with ctx.uow() as uow:
@@ -120,7 +122,9 @@ def open_session(
         )
         if not verdict.allowed or verdict.request_id is None:
             raise Forbidden(f"{user} has no active grant for this access; session refused")
-        session = Session(ctx.ids(), verdict.request_id, user, resource, kind, now)
+        session = Session(
+            ctx.ids(), verdict.request_id, user, resource, kind, now, opened_by=opened_by
+        )
         uow.sessions.add(session)
         event = DomainEvent(
             "access.used",
@@ -140,12 +144,17 @@ def end_session(
     recording_url: str | None = None,
     reason: str = "closed",
     actor: str = "system",
+    gateway: str | None = None,
 ) -> Session:
+    """End a session; a ``gateway`` (``service:NAME``) may end only the sessions it opened,
+    so one leaked gateway token cannot close, or set the recording of, another's."""
     now = ctx.clock.now()
     with ctx.uow() as uow:
         session = uow.sessions.get(session_id, for_update=True)
         if session is None:
             raise NotFound(f"no session {session_id}")
+        if gateway is not None and session.opened_by not in (None, gateway):
+            raise Forbidden(f"session {session_id} was opened by another gateway")
         if session.ended_at is not None:
             raise Conflict(f"session {session_id} already ended")
         session.ended_at, session.recording_url, session.end_reason = now, recording_url, reason

@@ -91,6 +91,7 @@ class Session:
     ended_at: datetime | None = None
     recording_url: str | None = None
     end_reason: str | None = None
+    opened_by: str | None = None  # the gateway (``service:NAME``) that opened it
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -26,6 +26,7 @@ def _session(row: Any) -> Session:
         m["ended_at"],
         m["recording_url"],
         m["end_reason"],
+        m["opened_by"],
     )
 
 
@@ -77,6 +78,7 @@ def _session_row(s: Session) -> dict[str, Any]:
         "ended_at": s.ended_at,
         "recording_url": s.recording_url,
         "end_reason": s.end_reason,
+        "opened_by": s.opened_by,
     }
 
 

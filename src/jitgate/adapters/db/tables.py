@@ -114,6 +114,7 @@ sessions = sa.Table(
     sa.Column("ended_at", UTCDateTime),
     sa.Column("recording_url", sa.Text),
     sa.Column("end_reason", sa.Text),
+    sa.Column("opened_by", sa.String(200)),
     sa.Index("ix_sessions_request", "request_id", "started_at"),
 )
 

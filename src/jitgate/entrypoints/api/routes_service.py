@@ -59,6 +59,7 @@ def open_session(body: s.SessionBody, app: AppDep, who: ServiceDep) -> s.Session
         kind=body.kind,
         type=body.type,
         environment=body.environment,
+        opened_by=f"service:{who}",
     )
     return s.SessionOut(**session.as_dict())
 
@@ -79,5 +80,6 @@ def end_session(
         session_id=session_id,
         recording_url=body.recording_url if body else None,
         actor=f"service:{who}",
+        gateway=f"service:{who}",
     )
     return s.SessionOut(**session.as_dict())
