@@ -152,8 +152,7 @@ def _target(resource: str | None, type_: str, environment: str | None) -> dict[s
 
 
 @ssh.command()
-@click.option("--server", envvar="JITGATE_SERVER", default="http://127.0.0.1:8080")
-@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@sessions.host_options
 @click.option("--user", "local_user", required=True, help="sshd's %u (the account).")
 @click.option("--key-id", required=True, help="sshd's %i (the certificate's key id).")
 @click.option("--cert", "certificate", default=None, help="sshd's %k (the certificate).")

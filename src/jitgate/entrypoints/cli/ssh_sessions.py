@@ -25,6 +25,7 @@ import signal
 import stat
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -193,20 +194,26 @@ def reap_once(http: httpx.Client, state_dir: Path) -> list[str]:
     return done
 
 
+def host_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--server`` and ``--token-file``, shared by the host helpers (authorize, reap)."""
+    server = click.option(
+        "--server",
+        envvar="JITGATE_SERVER",
+        default="http://127.0.0.1:8080",
+        show_default=True,
+        help="jitgate's URL (or JITGATE_SERVER).",
+    )
+    token_file = click.option(
+        "--token-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="The service token, in a file of mode 0600 (or JITGATE_TOKEN).",
+    )
+    return server(token_file(command))
+
+
 @click.command()
-@click.option(
-    "--server",
-    envvar="JITGATE_SERVER",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="jitgate's URL (or JITGATE_SERVER).",
-)
-@click.option(
-    "--token-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The service token, in a file of mode 0600 (or JITGATE_TOKEN).",
-)
+@host_options
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
