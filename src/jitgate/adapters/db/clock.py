@@ -43,10 +43,11 @@ class DatabaseClock:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._read, self._every, self._monotonic = read, every, monotonic
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._base, self._at = self._measure()
+        # (the server's time, the monotonic time it was read at): one tuple, replaced
+        # whole, so a reader never sees a base of one read with the moment of another
+        self._synced = self._measure()
 
     def _measure(self) -> tuple[datetime, float]:
         before = self._monotonic()
@@ -55,19 +56,15 @@ class DatabaseClock:
         return server, (before + after) / 2
 
     def now(self) -> datetime:
-        with self._lock:
-            base, at = self._base, self._at
+        base, at = self._synced
         return base + timedelta(seconds=self._monotonic() - at)
 
     def sync(self) -> None:
         """Read the server's time again (the clock's own thread does, every ``every``)."""
         try:
-            base, at = self._measure()
+            self._synced = self._measure()
         except Exception as exc:  # keep counting from the last read
             log.warning("clock: cannot read the database's time (%s); counting on", exc)
-            return
-        with self._lock:
-            self._base, self._at = base, at
 
     def start(self) -> DatabaseClock:
         """Re-read the server's time every ``every`` seconds in a daemon thread."""
