@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jitgate.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from jitgate.domain.errors import Conflict, Invalid, NotFound
 from jitgate.domain.events import DomainEvent
 from jitgate.domain.request import AccessRequest
 from jitgate.service.backend_ports import (
@@ -24,7 +24,7 @@ from jitgate.service.backend_ports import (
 )
 from jitgate.service.context import Context
 from jitgate.service.enforcement import Enforcement
-from jitgate.service.queries import may_view
+from jitgate.service.queries import may_view, refused
 from jitgate.service.reconcile import enforcement_of
 
 
@@ -41,9 +41,8 @@ def _honoured_for(enf: Enforcement, request_id: str, requester: str) -> AccessRe
     if request is None:
         raise NotFound(f"no request {request_id}")
     if request.requester != requester:
-        if not may_view(enf.ctx, request, requester):  # to anyone else it does not exist
-            raise NotFound(f"no request {request_id}")
-        raise Forbidden("only the requester of a grant can get its certificate or credentials")
+        why = "only the requester of a grant can get its certificate or credentials"
+        raise refused(enf.ctx, request, requester, why)
     if not request.honoured(now):
         raise Conflict(
             f"request {request_id} is {request.state.value} and not in its grant window; "

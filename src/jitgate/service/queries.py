@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jitgate.domain.audit import AuditRecord, ChainCheck
-from jitgate.domain.errors import Forbidden, NotFound
+from jitgate.domain.errors import DomainError, Forbidden, NotFound
 from jitgate.domain.request import AccessRequest
 from jitgate.domain.states import State
 from jitgate.service.context import Context
@@ -38,6 +38,14 @@ def may_view(ctx: Context, request: AccessRequest, viewer: str) -> bool:
             and request.can_decide(viewer, policy.directory, ctx.clock.now())
         )
     )
+
+
+def refused(ctx: Context, request: AccessRequest, person: str, why: str) -> DomainError:
+    """The refusal of an act only the requester may do: ``Forbidden`` (``why``) to someone
+    who may see the request, ``NotFound`` to anyone else, for whom it does not exist."""
+    if may_view(ctx, request, person):
+        return Forbidden(why)
+    return NotFound(f"no request {request.id}")
 
 
 def _visible(ctx: Context, uow: UnitOfWork, request_id: str, viewer: str) -> AccessRequest:

@@ -16,7 +16,7 @@ from jitgate.domain.states import State
 from jitgate.service.activation import activate_inline, finish_activation, follow_moved_end
 from jitgate.service.context import Context
 from jitgate.service.ports import UnitOfWork
-from jitgate.service.queries import may_view
+from jitgate.service.queries import refused
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,7 @@ def extend_request(
         if named is None:
             raise NotFound(f"no request {request_id}")
         if named.requester != requester:
-            if not may_view(ctx, named, requester):  # to anyone else it does not exist
-                raise NotFound(f"no request {request_id}")
-            raise Forbidden("only the requester can extend a request")
+            raise refused(ctx, named, requester, "only the requester can extend a request")
         original = uow.requests.get(named.extends or named.id, for_update=True)
         assert original is not None, "an extension's original is never deleted"
         for live in {named.id: named, original.id: original}.values():
