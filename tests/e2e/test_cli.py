@@ -215,6 +215,21 @@ def test_people_commands(served: Served) -> None:
     one_line_error(run("ls", env={"JITGATE_SERVER": served.url, "JITGATE_TOKEN": "jg_x"}), "401")
 
 
+def test_extend_says_when_the_roles_maximum_shortened_it(served: Served) -> None:
+    jane = as_(served, "jane.doe@example.com")
+    rid = run(
+        "request", "db-prod", "--for", "1h", "--reason", "INC-9", "-q", env=jane, check=True
+    ).stdout.strip()
+    for dba in ("dana@example.com", "dave@example.com"):  # whoever is on call for dba now
+        run("approve", rid, env=as_(served, dba))
+    assert "state     active" in run("show", rid, env=jane, check=True).stdout
+    extended = run("extend", rid, "--for", "10h", "--reason", "INC-9 longer", env=jane, check=True)
+    assert "duration  3h" in extended.stdout  # db-prod: 4h in total, 1h already granted
+    assert "note: asked 10h, extended by 3h: the role's maximum in total" in extended.stderr
+    exact = run("extend", rid, "--for", "30m", "--reason", "INC-9", env=jane, check=True)
+    assert "duration  30m" in exact.stdout and "note:" not in exact.stderr
+
+
 def test_audit_export_verify_and_tamper(served: Served, tmp_path: Path) -> None:
     jane = as_(served, "jane.doe@example.com")
     for _ in range(3):

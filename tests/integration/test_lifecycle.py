@@ -337,6 +337,7 @@ def test_extension_moves_ends_at_and_is_capped(db_url: str, make_ctx) -> None:
     assert _get(ctx, grant.id).ends_at == starts_at + 6 * H
 
     ext2 = extend_request(ctx, request_id=grant.id, requester=JANE, duration=4 * H, reason="more")
+    assert ext2.duration == 2 * H  # approvers are asked for what it can add: 8h in all
     _approve_both(ctx, ext2.id)
     assert _get(ctx, grant.id).ends_at == starts_at + 8 * H  # sre-oncall max_duration
 

@@ -143,7 +143,7 @@ def test_purpose_default_is_capped_by_the_role_max(example_policy: Policy) -> No
 
 
 def test_over_the_role_cap_is_invalid_unless_cap(example_policy: Policy) -> None:
-    with pytest.raises(Invalid, match="maximum"):
+    with pytest.raises(Invalid, match=r"maximum.*--cap in the CLI"):
         _open(example_policy, "db-prod", duration=5 * H)
     assert _open(example_policy, "db-prod", duration=5 * H, cap=True).duration == 4 * H
     assert _open(example_policy, "db-prod", duration=4 * H).duration == 4 * H

@@ -166,7 +166,7 @@ def _duration(draft: Draft, bounds: DurationBounds) -> timedelta:
         if not draft.cap:
             raise Invalid(
                 f"duration {wanted} is over the maximum {bounds.maximum} "
-                "(ask for less, or send cap: true to accept the maximum)"
+                "(ask for less, or accept the maximum: cap: true in the API, --cap in the CLI)"
             )
         return bounds.maximum
     return wanted

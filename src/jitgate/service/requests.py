@@ -83,12 +83,12 @@ def extend_request(
                 raise Conflict(
                     f"request {live.id} is {live.state.value}; only a live grant extends"
                 )
-        _check_extendable(ctx, original)
+        headroom = _check_extendable(ctx, original)
         draft = Draft(
             roles=original.roles,
             resources=original.resources,
             reason=reason,
-            duration=duration,
+            duration=min(duration, headroom),  # what approvers see is what it can add
             urgency=original.urgency,
             purpose=original.purpose,
             cap=True,
@@ -110,15 +110,18 @@ def extend_request(
     return request
 
 
-def _check_extendable(ctx: Context, original: AccessRequest) -> None:
+def _check_extendable(ctx: Context, original: AccessRequest) -> timedelta:
+    """How much the grant may still grow: the role's maximum counts from its start."""
     policy = ctx.policy.current
     for name in original.roles:
         role = policy.roles.get(name)
         if role is None or not role.extendable:
             raise Forbidden(f"role {name!r} is not extendable")
     assert original.starts_at is not None and original.ends_at is not None
-    if original.ends_at - original.starts_at >= original.max_total:
+    headroom = original.starts_at + original.max_total - original.ends_at
+    if headroom <= timedelta(0):
         raise Invalid("this grant is already at its role's maximum duration")
+    return headroom
 
 
 def apply_extension(

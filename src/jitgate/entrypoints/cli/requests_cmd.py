@@ -163,6 +163,14 @@ def extend(
     """Ask to extend a live grant: a new request that goes through approval."""
     body = {"duration": _duration(duration), "reason": reason}
     created = api.post(f"/v1/requests/{request_id}/extend", body)
+    granted = _seconds(created["duration_seconds"])
+    if granted < parse_duration(duration):
+        # the role's maximum counts from the original's start (SPEC §3); say so, not silently
+        click.echo(
+            f"note: asked {duration}, extended by {format_duration(granted)}: "
+            "the role's maximum in total",
+            err=True,
+        )
     click.echo(created["id"]) if quiet else show_request(created, as_json)
 
 
