@@ -316,16 +316,18 @@ def test_scheduled_but_approved_late_is_shortened_never_moved(
     assert request.ends_at == START + 10 * M + 2 * H
 
 
-def test_approved_after_the_planned_end_gets_an_empty_window(
+def test_a_scheduled_request_undecided_past_its_window_expires_with_it(
     example_policy: Policy, oncall: str
 ) -> None:
     request = _open(example_policy, start_at=START + 5 * M, duration=10 * M)
     d = example_policy.directory
-    request.approve(oncall, directory=d, now=START + 30 * M)
-    request.approve(MARK, directory=d, now=START + 30 * M)
-    assert request.starts_at == request.ends_at == START + 30 * M
-    request.activate(START + 30 * M)
-    assert not request.honoured(START + 30 * M)
+    assert request.expires_at == START + 15 * M  # its whole window, before the pending TTL
+    request.approve(oncall, directory=d, now=START + 15 * M - TICK)
+    with pytest.raises(Conflict, match="expired"):  # nothing is left to approve
+        request.approve(MARK, directory=d, now=START + 30 * M)
+    request.expire_pending(START + 30 * M)
+    assert request.state is State.EXPIRED and request.closed_at == START + 15 * M
+    assert request.starts_at is None and not request.honoured(START + 10 * M)
 
 
 def test_honoured_only_inside_the_window_of_an_active_grant(

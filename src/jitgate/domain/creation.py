@@ -12,7 +12,7 @@ Invariants:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from jitgate.domain.errors import Forbidden, Invalid
 from jitgate.domain.events import DomainEvent
@@ -72,7 +72,7 @@ def open_request(
         urgency=draft.urgency,
         purpose=draft.purpose,
         created_at=now,
-        expires_at=now + settings.pending_ttl,
+        expires_at=_decide_by(now + settings.pending_ttl, start_at, duration),
         escalate_at=now + settings.escalate_after,
         max_total=bounds.maximum or duration,
         start_at=start_at,
@@ -183,7 +183,13 @@ def _start(policy: Policy, start_at: datetime | None, now: datetime) -> datetime
         raise Invalid(
             f"start_at is more than {policy.settings.max_schedule_ahead} ahead (max_schedule_ahead)"
         )
-    return start_at if start_at > now else None
+    return start_at.astimezone(UTC) if start_at > now else None
+
+
+def _decide_by(ttl_end: datetime, start_at: datetime | None, duration: timedelta) -> datetime:
+    """A scheduled request left undecided past its whole window has nothing left to approve:
+    it expires then, if its pending TTL has not ended it before."""
+    return ttl_end if start_at is None else min(ttl_end, start_at + duration)
 
 
 def _check_text(draft: Draft) -> None:

@@ -200,7 +200,9 @@ class AccessRequest:
         check_transition(self.state, State.EXPIRED)
         if now < self.expires_at:
             raise Conflict(f"request {self.id} is pending until {self.expires_at.isoformat()}")
-        self.state, self.closed_at, self.close_reason = State.EXPIRED, now, "no decision in time"
+        # closed when the TTL ended, however late the scheduler records it
+        self.state, self.closed_at = State.EXPIRED, self.expires_at
+        self.close_reason = "no decision in time"
         self._record("request.expired", SYSTEM_ACTOR, pending_since=self.created_at.isoformat())
 
     def escalate(self, now: datetime) -> None:
@@ -225,7 +227,8 @@ class AccessRequest:
         check_transition(self.state, State.EXPIRED)
         if self.ends_at is None or now < self.ends_at:
             raise Conflict(f"grant of {self.id} has not ended")
-        self.state, self.closed_at, self.close_reason = State.EXPIRED, now, "grant ended"
+        # the grant ended at ``ends_at``, however late the scheduler records it
+        self.state, self.closed_at, self.close_reason = State.EXPIRED, self.ends_at, "grant ended"
         self._record(
             "access.expired",
             SYSTEM_ACTOR,
@@ -278,14 +281,15 @@ class AccessRequest:
         return self.ends_at - old_end
 
     def withdraw_extension(self, extension: AccessRequest, now: datetime) -> None:
-        """Take back the time a revoked extension added (never to before ``now``)."""
+        """Take back the time a revoked extension added, and so the time of every extension
+        approved after it, which follows it: the grant ends where the revoked extension
+        began (never before ``now``). The service revokes those later extensions."""
         if self.ends_at is None or extension.starts_at is None or extension.ends_at is None:
             return
         if self.state not in (State.APPROVED, State.ACTIVE):
             return
-        added = extension.ends_at - extension.starts_at
         old_end = self.ends_at
-        self.ends_at = max(now, self.starts_at or now, old_end - added)
+        self.ends_at = min(old_end, max(now, self.starts_at or now, extension.starts_at))
         self._record(
             "access.extension_revoked",
             extension.requester,

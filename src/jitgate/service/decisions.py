@@ -78,23 +78,67 @@ def revoke_request(ctx: Context, *, request_id: str, actor: str, reason: str) ->
         request, original = _lock_family(uow, request_id)
         is_admin = policy.is_admin(actor)
         request.check_revoker(actor, is_admin=is_admin)  # before the original is touched
+        _catch_up_expiry(ctx, uow, request, now)
+        _check_not_over(request, now)
         shortened = original is not None and request.state in LIVE_GRANT
         if original is not None and shortened:
             original.withdraw_extension(request, now)
             ctx.persist(uow, original, now)
+            # the extensions approved after it follow it: their time goes with it
+            later = [
+                e
+                for e in uow.requests.extensions_of(original.id, for_update=True)
+                if e.id != request.id and e.state in LIVE_GRANT and _after(e, request)
+            ]
+            why = f"an earlier extension ({request.id}) was revoked: {reason}"
+            _revoke_all(ctx, uow, later, actor, why, now)
         request.revoke(actor, reason=reason, now=now, is_admin=is_admin)
         ctx.persist(uow, request, now)
-        for extension in uow.requests.extensions_of(request.id, for_update=True):
-            if extension.state in LIVE_GRANT or extension.state is State.PENDING:
-                extension.revoke(
-                    actor, reason=f"extended grant revoked: {reason}", now=now, is_admin=True
-                )
-                ctx.persist(uow, extension, now)
+        cascade = [
+            e
+            for e in uow.requests.extensions_of(request.id, for_update=True)
+            if e.state in LIVE_GRANT or e.state is State.PENDING
+        ]
+        _revoke_all(ctx, uow, cascade, actor, f"extended grant revoked: {reason}", now)
         uow.commit()
     ctx.grants.remove(request, now)  # backends, and open sessions (always end here)
     if original is not None and shortened:
         follow_moved_end(ctx, original.id)  # the time the extension added is taken back
     return Decision(request)
+
+
+def _revoke_all(
+    ctx: Context,
+    uow: UnitOfWork,
+    requests: list[AccessRequest],
+    actor: str,
+    reason: str,
+    now: datetime,
+) -> None:
+    for request in requests:
+        request.revoke(actor, reason=reason, now=now, is_admin=True)
+        ctx.persist(uow, request, now)
+
+
+def _after(extension: AccessRequest, revoked: AccessRequest) -> bool:
+    assert extension.starts_at is not None and revoked.starts_at is not None
+    return extension.starts_at > revoked.starts_at
+
+
+def _check_not_over(request: AccessRequest, now: datetime) -> None:
+    """A grant whose window has passed ran its term: it expires (the scheduler records it)
+    and is not revoked after the fact, however late the scheduler is."""
+    if request.state in LIVE_GRANT and request.ends_at is not None and now >= request.ends_at:
+        raise Conflict(f"grant of {request.id} ended at {request.ends_at.isoformat()}")
+
+
+def _catch_up_expiry(ctx: Context, uow: UnitOfWork, request: AccessRequest, now: datetime) -> None:
+    """Past its pending TTL a request has expired, whether or not the scheduler has run."""
+    if request.state is State.PENDING and now >= request.expires_at:
+        request.expire_pending(now)
+        ctx.persist(uow, request, now)
+        uow.commit()
+        raise Conflict(f"request {request.id} expired at {request.expires_at.isoformat()}")
 
 
 def _lock_family(uow: UnitOfWork, request_id: str) -> tuple[AccessRequest, AccessRequest | None]:
@@ -109,10 +153,6 @@ def _catch_up_timers(ctx: Context, uow: UnitOfWork, request: AccessRequest, now:
     """A decision arriving after the pending TTL expires the request instead (one outcome);
     one arriving after ``escalate_at`` escalates it first, as the scheduler would have.
     Both are judged at the decision's own ``now``."""
-    if request.state is State.PENDING and now >= request.expires_at:
-        request.expire_pending(now)
-        ctx.persist(uow, request, now)
-        uow.commit()
-        raise Conflict(f"request {request.id} expired at {request.expires_at.isoformat()}")
+    _catch_up_expiry(ctx, uow, request, now)
     if request.state is State.PENDING and not request.escalated and now >= request.escalate_at:
         request.escalate(now)  # due, and the scheduler has not got to it: its stand-ins count

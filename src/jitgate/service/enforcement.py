@@ -176,6 +176,7 @@ class Enforcement(EnforcementBase):
             row = uow.backend_grants.get(request.id, name, for_update=True)
             if row is None or row.status != "applied":
                 return False
+            row.ended_early = row.ended_early or rows.cut_short(row, request)
             if isinstance(outcome, str):
                 row.last_error, row.updated_at = outcome, now
                 event = rows.event("backend.failed", request.id, backend=name, action="refresh")
@@ -210,7 +211,8 @@ class Enforcement(EnforcementBase):
                 return False
             resumed = row.status == "removing" and row.in_flight
             row.status, row.in_flight = "removing", True
-            row.terminate, row.ended_early = row.terminate or terminate, row.ended_early or early
+            row.terminate = row.terminate or terminate
+            row.ended_early = row.ended_early or early or rows.cut_short(row, request)
             row.next_attempt_at, row.updated_at = now + rows.LEASE, now
             uow.backend_grants.save(row)
             uow.commit()

@@ -30,6 +30,16 @@ def window_end(request: AccessRequest) -> str | None:
     return request.ends_at.isoformat() if request.ends_at else None
 
 
+def cut_short(row: BackendGrant, request: AccessRequest) -> bool:
+    """Whether the backend was last given a later end than the grant now has (a revoked
+    extension): whatever it issued up to that end, such as a certificate, must be revoked
+    when the grant ends, as on an early revocation."""
+    given = row.detail.get("window_end")
+    if not isinstance(given, str) or request.ends_at is None:
+        return False
+    return datetime.fromisoformat(given) > request.ends_at
+
+
 def apply_gate(row: BackendGrant | None, now: datetime, window: str | None) -> str:
     """``go``, ``resume`` (an interrupted apply), ``refresh`` (applied, but the window has
     moved since), ``done`` or ``skip`` (in flight, backing off, or the grant ended)."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from jitgate.domain.request import AccessRequest
+from jitgate.domain.request import SYSTEM_ACTOR, AccessRequest
 from jitgate.domain.states import State
 from jitgate.service.activation import activate_request
 from jitgate.service.context import Context
@@ -104,11 +104,21 @@ def expire_grants(ctx: Context) -> int:
             sessions = [s.as_dict() for s in open_sessions.get(request.id, [])]
             if request.state is State.APPROVED:
                 request.revoke(
-                    "system", reason="grant window ended before activation", now=now, is_admin=True
+                    SYSTEM_ACTOR,
+                    reason="grant window ended before activation",
+                    now=now,
+                    is_admin=True,
                 )
             else:
                 request.expire(now, open_sessions=sessions)
             ended.append(request)
+        # an extension still waiting when its grant ends has nothing left to extend
+        waiting = uow.requests.pending_extensions([r.id for r in due])
+        for extension in waiting:
+            extension.revoke(
+                SYSTEM_ACTOR, reason="the grant it extends ended", now=now, is_admin=True
+            )
+        ctx.persist_many(uow, waiting, now)
 
     count = _drain(ctx, "ended", step)
     for request in ended:  # backends, and open sessions when they must end

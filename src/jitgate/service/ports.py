@@ -136,6 +136,9 @@ class Requests(Protocol):
     def extensions_of(
         self, request_id: str, *, for_update: bool = False
     ) -> list[AccessRequest]: ...
+    def pending_extensions(self, request_ids: Sequence[str]) -> list[AccessRequest]:
+        """The pending extensions of any of ``request_ids``, locked."""
+        ...
 
 
 class AuditLog(Protocol):

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from jitgate.domain.creation import Draft, open_request
 from jitgate.domain.errors import Conflict, Forbidden, Invalid, NotFound
-from jitgate.domain.request import AccessRequest
+from jitgate.domain.request import SYSTEM_ACTOR, AccessRequest
 from jitgate.domain.states import State
 from jitgate.service.activation import activate_inline, finish_activation, follow_moved_end
 from jitgate.service.context import Context
@@ -83,6 +83,9 @@ def extend_request(
                 raise Conflict(
                     f"request {live.id} is {live.state.value}; only a live grant extends"
                 )
+        assert original.ends_at is not None
+        if now >= original.ends_at:  # ended, whether or not the scheduler has recorded it
+            raise Conflict(f"grant of {original.id} ended at {original.ends_at.isoformat()}")
         headroom = _check_extendable(ctx, original)
         draft = Draft(
             roles=original.roles,
@@ -136,3 +139,15 @@ def apply_extension(
     original.extend(extension, now)
     activate_inline(ctx, extension, now)
     ctx.persist(uow, original, now)
+    assert original.starts_at is not None and original.ends_at is not None
+    if original.ends_at >= original.starts_at + original.max_total:
+        # at its maximum, nothing is left to approve: the other pending extensions close
+        for waiting in uow.requests.extensions_of(original.id, for_update=True):
+            if waiting.id != extension.id and waiting.state is State.PENDING:
+                waiting.revoke(
+                    SYSTEM_ACTOR,
+                    reason="the grant reached its role's maximum duration",
+                    now=now,
+                    is_admin=True,
+                )
+                ctx.persist(uow, waiting, now)

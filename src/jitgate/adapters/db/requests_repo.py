@@ -168,6 +168,16 @@ class SqlRequests:
             stmt = stmt.with_for_update()
         return [from_row(row) for row in self._conn.execute(stmt).all()]
 
+    def pending_extensions(self, request_ids: Sequence[str]) -> list[AccessRequest]:
+        found: list[AccessRequest] = []
+        for at in range(0, len(request_ids), 500):  # under SQLite's old 999-variable limit
+            chunk = list(request_ids[at : at + 500])
+            stmt = sa.select(R).where(R.c.extends.in_(chunk), R.c.state == "pending")
+            if self._row_locks:
+                stmt = stmt.with_for_update()
+            found.extend(from_row(row) for row in self._conn.execute(stmt).all())
+        return found
+
 
 def _due_clause(kind: DueKind, now: datetime, horizon: datetime | None) -> sa.ColumnElement[bool]:
     state = R.c.state

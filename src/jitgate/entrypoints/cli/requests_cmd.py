@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -27,7 +27,7 @@ def _duration(value: str) -> str:
 def _short(when: str | None) -> str:
     if not when:
         return "-"
-    return datetime.fromisoformat(when).strftime("%Y-%m-%d %H:%M:%SZ")
+    return datetime.fromisoformat(when).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def show_request(r: dict[str, Any], as_json: bool) -> None:
