@@ -356,3 +356,44 @@ def test_a_certificate_asked_after_the_extension_runs_to_the_new_end(
     assert get(ctx, ext).state is State.ACTIVE
     assert krl_contents(ctx).revoked == []  # nothing revoked at the old end
     assert "backend.removed" not in kinds(ctx, rid)
+
+
+def test_a_certificate_issued_to_a_revoked_extensions_end_is_revoked_when_the_grant_ends(
+    make_ctx: Any, tmp_path: Path
+) -> None:
+    """The certificate runs to the end the grant had when it was issued; once an extension
+    is revoked the grant ends earlier, and from then on the KRL lists its key id."""
+    ca = ed25519.Ed25519PrivateKey.generate()
+    pem = ca.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()).decode()
+    user_key = ed25519.Ed25519PrivateKey.generate().public_key()
+    public = user_key.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+    ctx, clock = jitgate(make_ctx, tmp_path, environ={"JG_CA_KEY": pem})
+    rid = granted(ctx, JANE, "ssh")
+    old_end = get(ctx, rid).ends_at
+    assert old_end is not None
+    ext = extended(ctx, rid, JANE)
+    cert = issue_certificate(ctx, request_id=rid, requester=JANE, public_key=public)
+    assert cert.valid_before == old_end + H
+    clock.advance(H / 6)
+    decisions.revoke_request(ctx, request_id=ext, actor=JANE, reason="done sooner")
+    assert get(ctx, rid).ends_at == old_end
+    assert krl_contents(ctx).revoked == []  # the grant itself still runs, to the old end
+
+    clock.set(old_end + timedelta(seconds=1))
+    lifecycle.tick(ctx)
+    assert get(ctx, rid).state is State.EXPIRED
+    assert [k.key_id for k in krl_contents(ctx).revoked] == [rid]
+
+
+def test_a_grant_that_ends_at_its_own_end_adds_nothing_to_the_krl(
+    make_ctx: Any, tmp_path: Path
+) -> None:
+    ca = ed25519.Ed25519PrivateKey.generate()
+    pem = ca.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()).decode()
+    ctx, clock = jitgate(make_ctx, tmp_path, environ={"JG_CA_KEY": pem})
+    rid = granted(ctx, JANE, "ssh")
+    extended(ctx, rid, JANE)
+    clock.set(get(ctx, rid).ends_at + timedelta(seconds=1))  # type: ignore[operator]
+    lifecycle.tick(ctx)
+    assert get(ctx, rid).state is State.EXPIRED
+    assert krl_contents(ctx).revoked == []  # its certificates expire by themselves

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from jitgate.domain.errors import Forbidden, Invalid
 from jitgate.domain.events import DomainEvent
 from jitgate.domain.policy import ApprovalRule, Policy, Role, Scope
-from jitgate.domain.request import MAX_REASON, AccessRequest
+from jitgate.domain.request import AccessRequest, check_reason
 
 URGENCIES = ("low", "normal", "high")
 FALLBACK_DURATION = timedelta(hours=1)
@@ -141,6 +141,22 @@ def rules_for(policy: Policy, scopes: tuple[Scope, ...]) -> tuple[ApprovalRule, 
     return tuple(found[i] for i in sorted(found))
 
 
+def rules_now(policy: Policy, request: AccessRequest) -> tuple[ApprovalRule, ...]:
+    """The approval rules a pending request answers to under ``policy``: a reloaded policy
+    governs every decision still to come. ``Forbidden`` or ``Invalid`` when ``policy`` no
+    longer lets its requester ask for it (a role removed, no longer requestable by them,
+    no longer granting what it asks for, or no longer extendable for an extension)."""
+    roles = resolve_roles(policy, request.roles, request.requester)
+    granted = request_scopes(policy, roles, request.resources)
+    if not all(any(g.covers(s) for g in granted) for s in request.scopes):
+        raise Forbidden("its roles no longer grant what it asks for")
+    if request.extends is not None:
+        for role in roles:
+            if not role.extendable:
+                raise Forbidden(f"role {role.name!r} is no longer extendable")
+    return rules_for(policy, request.scopes)
+
+
 def duration_bounds(policy: Policy, roles: list[Role], purpose: str | None) -> DurationBounds:
     chosen = None
     if purpose is not None:
@@ -193,10 +209,7 @@ def _decide_by(ttl_end: datetime, start_at: datetime | None, duration: timedelta
 
 
 def _check_text(draft: Draft) -> None:
-    if not draft.reason or not draft.reason.strip():
-        raise Invalid("a reason is required")
-    if len(draft.reason) > MAX_REASON:
-        raise Invalid(f"reason is longer than {MAX_REASON} characters")
+    check_reason(draft.reason)
     if draft.urgency not in URGENCIES:
         raise Invalid(f"urgency must be one of {', '.join(URGENCIES)}")
 

@@ -10,6 +10,7 @@ Invariants:
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -128,7 +129,7 @@ class AccessRequest:
     def deny(
         self, approver: str, *, reason: str, directory: Directory, now: datetime, via: str = "api"
     ) -> None:
-        _check_reason(reason)
+        check_reason(reason)
         approver = approver.strip().lower()
         self._check_decider(approver, directory, now)
         check_transition(self.state, State.DENIED)
@@ -142,13 +143,42 @@ class AccessRequest:
         """``rule: self``: approved at creation without a person."""
         self._approve(now, actor=appr.POLICY_ACTOR)
 
-    def _check_decider(self, person: str, directory: Directory, now: datetime) -> None:
-        """403 to whoever has no part in the request, before anything else: a stranger
-        learns neither its state nor whether it expired; then 409 when it is not pending."""
+    def check_part(self, person: str, directory: Directory, now: datetime) -> tuple[bool, bool]:
+        """403 to whoever has no part in the request (not its requester, not able to decide
+        it, not having decided it): a stranger learns nothing more about it. Returns
+        whether ``person`` is the requester, and whether they may decide it now."""
         requester = appr.same_person(person, self.requester)
         eligible = self.can_decide(person, directory, now)
         if not (requester or eligible or self.decided_by(person)):
             raise Forbidden(f"{person} is not an eligible approver of request {self.id}")
+        return requester, eligible
+
+    def follow_rules(self, rules: tuple[ApprovalRule, ...]) -> bool:
+        """Answer to ``rules`` from now on (a reloaded policy), recorded when they differ;
+        the approvals already given count under them as they fit."""
+        if rules == self.rules:
+            return False
+        self.rules = rules
+        self._record(
+            "request.rules_updated",
+            SYSTEM_ACTOR,
+            rules=[
+                {
+                    "rule": r.label(),
+                    "kind": r.kind,
+                    "threshold": r.threshold,
+                    "specs": [x.as_dict() for x in r.specs],
+                    "escalate_to": [x.as_dict() for x in r.escalate_to],
+                }
+                for r in rules
+            ],
+        )
+        return True
+
+    def _check_decider(self, person: str, directory: Directory, now: datetime) -> None:
+        """403 to whoever has no part in the request, before anything else: a stranger
+        learns neither its state nor whether it expired; then 409 when it is not pending."""
+        requester, eligible = self.check_part(person, directory, now)
         if self.state is not State.PENDING:
             raise Conflict(f"request {self.id} is {self.state.value}, not pending")
         if now >= self.expires_at:
@@ -242,7 +272,7 @@ class AccessRequest:
             raise Forbidden("only the requester or an admin can revoke a request")
 
     def revoke(self, actor: str, *, reason: str, now: datetime, is_admin: bool) -> None:
-        _check_reason(reason)
+        check_reason(reason)
         self.check_revoker(actor, is_admin=is_admin)
         was = self.state
         check_transition(was, State.REVOKED)
@@ -315,11 +345,17 @@ def grant_covers(
     return any(mine.covers(scope) for mine in scopes)
 
 
-def _check_reason(reason: str) -> None:
-    if not reason or not reason.strip():
+def check_reason(reason: str) -> None:
+    """A reason someone can read: not empty, not only blanks, controls or invisible
+    format characters (a zero-width space is no reason), and not over ``MAX_REASON``."""
+    if not reason or not any(_visible(c) for c in reason):
         raise Invalid("a reason is required")
     if len(reason) > MAX_REASON:
         raise Invalid(f"reason is longer than {MAX_REASON} characters")
+
+
+def _visible(char: str) -> bool:
+    return not char.isspace() and unicodedata.category(char) not in ("Cc", "Cf", "Zs")
 
 
 def _iso(value: datetime | None) -> str | None:

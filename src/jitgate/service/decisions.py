@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jitgate.domain.approval import Evaluation
-from jitgate.domain.errors import Conflict, NotFound
-from jitgate.domain.request import AccessRequest
+from jitgate.domain.creation import rules_now
+from jitgate.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from jitgate.domain.request import SYSTEM_ACTOR, AccessRequest
 from jitgate.domain.states import LIVE_GRANT, State
 from jitgate.service.activation import activate_inline, finish_activation, follow_moved_end
 from jitgate.service.context import Context
@@ -40,6 +41,7 @@ def approve_request(
     with ctx.uow() as uow:
         request, original = _lock_family(uow, request_id)
         _catch_up_timers(ctx, uow, request, now)
+        _under_current_policy(ctx, uow, request, approver, now)
         evaluation = request.approve(
             approver, directory=directory, now=now, comment=comment, via=via
         )
@@ -62,6 +64,7 @@ def deny_request(
     with ctx.uow() as uow:
         request, _original = _lock_family(uow, request_id)
         _catch_up_timers(ctx, uow, request, now)
+        _under_current_policy(ctx, uow, request, approver, now)
         request.deny(approver, reason=reason, directory=directory, now=now, via=via)
         ctx.persist(uow, request, now)
         uow.commit()
@@ -139,6 +142,31 @@ def _catch_up_expiry(ctx: Context, uow: UnitOfWork, request: AccessRequest, now:
         ctx.persist(uow, request, now)
         uow.commit()
         raise Conflict(f"request {request.id} expired at {request.expires_at.isoformat()}")
+
+
+def _under_current_policy(
+    ctx: Context, uow: UnitOfWork, request: AccessRequest, person: str, now: datetime
+) -> None:
+    """A reloaded policy governs the decisions still to come on a pending request: its
+    rules become the current ones. One the policy no longer allows is closed (one outcome,
+    audited) and the decision answers 409; a stranger to it still gets only 403."""
+    if request.state is not State.PENDING:
+        return
+    policy = ctx.policy.current
+    try:
+        rules = rules_now(policy, request)
+    except (Forbidden, Invalid) as exc:
+        request.check_part(person, policy.directory, now)
+        request.revoke(
+            SYSTEM_ACTOR, reason=f"the policy no longer allows it: {exc}", now=now, is_admin=True
+        )
+        ctx.persist(uow, request, now)
+        uow.commit()
+        raise Conflict(
+            f"request {request.id} was closed: the policy no longer allows it ({exc})"
+        ) from None
+    if request.follow_rules(rules):
+        uow.requests.save_rules(request)
 
 
 def _lock_family(uow: UnitOfWork, request_id: str) -> tuple[AccessRequest, AccessRequest | None]:

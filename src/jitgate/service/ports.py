@@ -104,6 +104,7 @@ class Session:
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
             "recording_url": self.recording_url,
             "end_reason": self.end_reason,
+            "opened_by": self.opened_by,
         }
 
 
@@ -136,6 +137,10 @@ class Requests(Protocol):
     def extensions_of(
         self, request_id: str, *, for_update: bool = False
     ) -> list[AccessRequest]: ...
+    def save_rules(self, request: AccessRequest) -> None:
+        """Write the request's rules (a reloaded policy changed them; see ``follow_rules``)."""
+        ...
+
     def pending_extensions(self, request_ids: Sequence[str]) -> list[AccessRequest]:
         """The pending extensions of any of ``request_ids``, locked."""
         ...

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 
 from jitgate.adapters.db import tables as t
 from jitgate.adapters.db.engine import Database
-from jitgate.adapters.db.mapping import MUTABLE, changes_row, from_row, to_row
+from jitgate.adapters.db.mapping import MUTABLE, changes_row, from_row, rule_to_json, to_row
 from jitgate.adapters.db.prepared import Prepared
 from jitgate.domain.errors import Conflict
 from jitgate.domain.policy import Scope
@@ -167,6 +167,10 @@ class SqlRequests:
         if for_update and self._row_locks:
             stmt = stmt.with_for_update()
         return [from_row(row) for row in self._conn.execute(stmt).all()]
+
+    def save_rules(self, request: AccessRequest) -> None:
+        rules = [rule_to_json(x) for x in request.rules]
+        self._conn.execute(R.update().where(R.c.id == request.id).values(rules=rules))
 
     def pending_extensions(self, request_ids: Sequence[str]) -> list[AccessRequest]:
         found: list[AccessRequest] = []
