@@ -6,9 +6,12 @@ request, checked here against the clock, whatever the scheduler has or has not d
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from jitgate.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jitgate.domain.events import DomainEvent
@@ -126,12 +129,18 @@ def open_session(
             ctx.ids(), verdict.request_id, user, resource, kind, now, opened_by=opened_by
         )
         uow.sessions.add(session)
-        event = DomainEvent(
-            "access.used",
-            user,
-            verdict.request_id,
-            {"session_id": session.id, "resource": resource, "kind": kind, "role": verdict.role},
-        )
+        # the user is the actor (whose access it is); ``opened_by`` names the gateway that
+        # asserted it, so an auditor can tell which service token vouched for the session
+        data: dict[str, Any] = {
+            "session_id": session.id,
+            "resource": resource,
+            "kind": kind,
+            "role": verdict.role,
+            "opened_by": opened_by,
+        }
+        if type is not None:
+            data["type"], data["environment"] = type, environment
+        event = DomainEvent("access.used", user, verdict.request_id, data)
         ctx.publish(uow, [event], None, now)
         uow.commit()
     return session
@@ -147,8 +156,10 @@ def end_session(
     gateway: str | None = None,
 ) -> Session:
     """End a session; a ``gateway`` (``service:NAME``) may end only the sessions it opened,
-    so one leaked gateway token cannot close, or set the recording of, another's."""
+    so one leaked gateway token cannot close, or set the recording of, another's. The
+    recording URL is stored and audited without its credentials (``redact_url``)."""
     now = ctx.clock.now()
+    recording_url = redact_url(recording_url) if recording_url is not None else None
     with ctx.uow() as uow:
         session = uow.sessions.get(session_id, for_update=True)
         if session is None:
@@ -168,3 +179,37 @@ def end_session(
         ctx.publish(uow, [event], None, now)
         uow.commit()
     return session
+
+
+#: Parts of query parameter names whose values are credentials: signed URLs (S3
+#: ``X-Amz-Signature``/``-Credential``/``-Security-Token``, GCS ``X-Goog-Signature``, Azure
+#: SAS ``sig``, CloudFront ``Signature``), API keys, tokens, passwords. Matched without case
+#: anywhere in the name: redacting a harmless value costs less than keeping a secret.
+SECRET_PARAM_MARKS = ("sig", "token", "key", "secret", "pass", "pwd", "credential", "auth")
+REDACTED = "REDACTED"
+_PAIR_SEPARATORS = re.compile(r"([&;?])")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its userinfo (``user:pass@``) and with the value of every query or
+    fragment parameter whose name marks a credential replaced by ``REDACTED``; the rest
+    of the URL is kept as it was written. Invariant 8: no secret lands in an audit event."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise Invalid(f"recording_url is not a valid URL: {exc}") from None
+    host = parts.netloc.rpartition("@")[2]
+    query, fragment = _redact_params(parts.query), _redact_params(parts.fragment)
+    return urlunsplit((parts.scheme, host, parts.path, query, fragment))
+
+
+def _redact_params(text: str) -> str:
+    return "".join(_redact_pair(piece) for piece in _PAIR_SEPARATORS.split(text))
+
+
+def _redact_pair(piece: str) -> str:
+    name, equals, _value = piece.partition("=")
+    plain = unquote_plus(name).lower()
+    if equals and any(mark in plain for mark in SECRET_PARAM_MARKS):
+        return f"{name}={REDACTED}"
+    return piece
