@@ -2,7 +2,13 @@
 
 Invariant: appends are serialised on the ``audit_head`` row (row lock on PostgreSQL, the
 single writer on SQLite), so ``seq`` has no gaps and every ``prev_hash`` is the hash of
-the event before it; events are only ever inserted, never updated or deleted.
+the event before it; events are only ever inserted, never updated or deleted. ``data`` is
+stored as the canonical JSON that was hashed, and ``verify`` holds it to that text.
+
+Readers (``find``) show only events 1…head, and never fail on a damaged row: ``data`` that
+is not a JSON object is shown as ``{"$unreadable": the stored text}``. ``iterate`` (export)
+and ``verify`` read every row, from the lowest seq, so a row outside the chain is exported
+and reported, never skipped.
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ from jitgate.adapters.db import tables as t
 from jitgate.domain.audit import (
     GENESIS,
     AuditRecord,
+    BadData,
     ChainCheck,
     chain_hash,
     format_at,
+    readable_data,
+    stored_data,
     verify_chain,
 )
 from jitgate.domain.events import DomainEvent
@@ -35,6 +44,7 @@ _HEAD_MOVE = (
     H.update().where(H.c.id == 1).values(seq=sa.bindparam("seq"), hash=sa.bindparam("hash"))
 )
 _INSERT = A.insert()
+_IN_CHAIN = A.c.seq.between(1, sa.select(H.c.seq).where(H.c.id == 1).scalar_subquery())
 
 
 def _json(data: dict[str, Any]) -> str:
@@ -78,7 +88,7 @@ class SqlAuditLog:
         self._conn.execute(_HEAD_MOVE, {"seq": seq, "hash": prev})
 
     def find(self, query: AuditQuery) -> list[AuditRecord]:
-        stmt = sa.select(A)
+        stmt = sa.select(A).where(_IN_CHAIN)  # the head is read in the same statement
         if query.request_id:
             stmt = stmt.where(A.c.request_id == query.request_id)
         if query.type:
@@ -93,34 +103,43 @@ class SqlAuditLog:
         return [_record(row) for row in self._conn.execute(stmt).all()]
 
     def iterate(self, batch: int = 5000) -> Iterator[AuditRecord]:
-        last = 0
-        while True:
-            rows = self._conn.execute(
-                sa.select(A).where(A.c.seq > last).order_by(A.c.seq).limit(batch)
-            ).all()
-            if not rows:
-                return
-            for row in rows:
-                yield _record(row)
-            last = rows[-1].seq
+        """Every stored event in seq order, for export; raises ``BadData`` (with its seq) at
+        the first whose ``data`` ``verify`` would refuse, rather than export it altered."""
+        for row in self._rows(batch):
+            try:
+                data = stored_data(row.data)
+            except BadData as exc:
+                raise BadData(exc.problem, seq=int(row.seq)) from None
+            yield _record(row, data)
 
-    def verify(self) -> ChainCheck:
+    def _rows(self, batch: int = 5000) -> Iterator[Any]:
+        """Every row in seq order from the lowest, not from seq 1, until none is left (so
+        rows appended meanwhile are read too)."""
+        stmt = sa.select(A).order_by(A.c.seq).limit(batch)
+        rows = self._conn.execute(stmt).all()
+        while rows:
+            yield from rows
+            rows = self._conn.execute(stmt.where(A.c.seq > rows[-1].seq)).all()
+
+    def verify(self, checkpoint: str | None = None) -> ChainCheck:
         """Walk the chain and hold it against the head, read once before the walk and once
         after it. This needs no snapshot (PostgreSQL's READ COMMITTED, SQLite without a
         transaction): an append commits its events and the head move together, so every
         event up to the head read first is visible to the walk (fewer is a cut-off end),
         and every event the walk saw is covered by the head read after it (more is an event
-        the head never covered). Events appended meanwhile are verified, not reported."""
+        the head never covered). Events appended meanwhile are verified, not reported.
+        ``checkpoint``: a hash the chain must pass through, as in ``verify_chain``."""
         before = self._head_readonly()
         hashes = {0: GENESIS}  # seq -> hash, from just below the first head's seq on
 
         def walk() -> Iterator[dict[str, Any]]:
-            for record in self.iterate():
-                if record.seq >= before[0] - 1:
-                    hashes[record.seq] = record.hash
-                yield record.as_dict()
+            for row in self._rows():
+                record = dict(row._mapping)  # data as the stored text
+                if record["seq"] >= before[0] - 1:
+                    hashes[record["seq"]] = record["hash"]
+                yield record
 
-        check = verify_chain(walk())
+        check = verify_chain(walk(), checkpoint)
         if not check.ok:
             return check
         return _against_head(check, hashes, before, self._head_readonly())
@@ -143,6 +162,8 @@ def _against_head(
 
     if n < before[0]:
         problem = f"events missing at the end of the chain (the head is at seq {before[0]})"
+        if n == 0:
+            problem = f"the chain is empty but the head says {before[0]} events"
         return ChainCheck(False, n, check.head, n + 1, problem)
     if hashes.get(before[0]) != before[1]:
         return broken(before[0], "the head does not match the event at its seq")
@@ -153,7 +174,7 @@ def _against_head(
     return check
 
 
-def _record(row: Any) -> AuditRecord:
+def _record(row: Any, data: dict[str, Any] | None = None) -> AuditRecord:
     m = row._mapping
     return AuditRecord(
         seq=int(m["seq"]),
@@ -162,7 +183,7 @@ def _record(row: Any) -> AuditRecord:
         type=m["type"],
         actor=m["actor"],
         request_id=m["request_id"],
-        data=json.loads(m["data"]),
+        data=readable_data(m["data"]) if data is None else data,
         prev_hash=m["prev_hash"],
         hash=m["hash"],
     )

@@ -1,20 +1,34 @@
 """``jitgate audit``: list events from the server; ``export`` and ``verify`` work offline.
 
 ``verify FILE`` checks the chain with the same rules as the database's (``verify_chain``);
-a line that is not JSON, or not an event object, is reported by its number: a damaged
-export is one line and exit 1, never a traceback.
+a line that is not JSON, not an event object, or one with a key twice or a field no event
+has, is reported by its number: a damaged export is one line and exit 1, never a traceback.
+``verify --head HASH`` holds the chain to a checkpoint: it must pass through the event
+whose hash that is. ``export`` writes the file whole or not at all, and names the event it
+ended at (seq and hash) on stderr: the checkpoint to keep.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import secrets
 import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 import click
 
-from jitgate.domain.audit import CHAINED_FIELDS
+from jitgate.domain.audit import (
+    CHAINED_FIELDS,
+    GENESIS,
+    BadData,
+    ChainCheck,
+    DuplicateKey,
+    strict_loads,
+)
 from jitgate.entrypoints.cli.client import Api, server_options
 from jitgate.entrypoints.cli.common import (
     cannot,
@@ -86,24 +100,63 @@ def export(db_url: str, out: str) -> None:
 
 
 def _export(database: Any, out: str) -> None:
+    """Write to a hidden file beside ``out`` and rename it over ``out`` once every event is
+    written: a failure leaves no partial export (and an earlier ``out`` as it was)."""
+    if out == "-":
+        end = _write_events(database, sys.stdout)
+    else:
+        folder, name = os.path.split(out)
+        partial = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.partial")
+        try:
+            handle = open(partial, "x", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            cannot("write", out, exc)
+        try:
+            with handle:
+                end = _write_events(database, handle)
+            os.replace(partial, out)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise
+    count, seq, head = end
+    if not count:
+        click.echo("0 events exported (the chain is empty)", err=True)
+    else:
+        click.echo(
+            f"{count} events exported, ending at seq {seq} with hash {head} (keep it: "
+            "`jitgate audit verify --head HASH` checks that a later chain passes through it)",
+            err=True,
+        )
+
+
+def _write_events(database: Any, handle: IO[str]) -> tuple[int, int, str]:
+    """Every event as one JSON line: how many, and the seq and hash of the last one."""
     from jitgate.adapters.db.uow import SqlUnitOfWork
 
-    try:
-        handle = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
-    except OSError as exc:
-        cannot("write", out, exc)
-    count = 0
+    count, seq, head = 0, 0, GENESIS
     try:
         with SqlUnitOfWork(database, write=False) as uow:
             for record in uow.audit.iterate():
                 handle.write(
                     json.dumps(record.as_dict(), sort_keys=True, ensure_ascii=False) + "\n"
                 )
-                count += 1
-    finally:
-        if handle is not sys.stdout:
-            handle.close()
-    click.echo(f"{count} events exported", err=True)
+                count, seq, head = count + 1, record.seq, record.hash
+    except BadData as exc:
+        fail(
+            f"cannot export: the event at seq {exc.seq} is damaged ({exc.problem}); "
+            "`jitgate audit verify` checks the whole chain"
+        )
+    return count, seq, head
+
+
+def _hash_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise click.BadParameter("must be an event's hash: 64 hexadecimal digits")
+    return value
 
 
 @audit.command()
@@ -112,35 +165,45 @@ def _export(database: Any, out: str) -> None:
 )
 @click.option(
     "--head",
-    "expected_head",
+    "checkpoint",
     default=None,
     metavar="HASH",
-    help="The chain must end at this hash (the head GET /v1/audit/verify gave when the "
-    "export was made): events cut off at the end are found too.",
+    callback=_hash_option,
+    help="A checkpoint kept elsewhere: the hash `audit export` ended at, or the head GET "
+    "/v1/audit/verify gave. The chain must pass through it; events after it are fine.",
+)
+@click.option(
+    "--at-end",
+    is_flag=True,
+    help="With --head: the chain must also end at HASH (an export held to the head kept "
+    "when it was made: events cut off its end are found).",
 )
 @db_option
 @friendly
-def verify(path: str | None, expected_head: str | None, db_url: str) -> None:
+def verify(path: str | None, checkpoint: str | None, at_end: bool, db_url: str) -> None:
     """Check the hash chain of an export (PATH, - for stdin) or of the database; exit 1 if
-    broken or if PATH is not an export.
+    broken, if PATH is not an export, or if the chain misses the checkpoint (--head).
 
-    A chain proves that nothing inside it was changed, removed or reordered; only a head
-    kept elsewhere (--head) proves that nothing was cut off its end."""
+    A chain proves that nothing inside it was changed, removed or reordered; only a
+    checkpoint kept elsewhere (--head) proves that what came before it was not rewritten
+    or cut off."""
     from jitgate.adapters.db.uow import SqlUnitOfWork
     from jitgate.domain.audit import verify_chain
 
+    if at_end and checkpoint is None:
+        raise click.UsageError("--at-end needs --head HASH")
     if path:
         name = "<stdin>" if path == "-" else path
         try:
             with _open_export(path) as handle:
-                check = verify_chain(read_export(handle))
+                check = verify_chain(read_export(handle), checkpoint)
         except NotAnExport as exc:
             fail(f"{name} is not a valid audit export: line {exc.line}: {exc.problem}")
         except OSError as exc:
             cannot("read", name, exc)
     else:
         with opened(db_url) as database, SqlUnitOfWork(database, write=False) as uow:
-            check = uow.audit.verify()
+            check = uow.audit.verify(checkpoint)
     if not check.ok:
         click.echo(
             f"BROKEN at seq {check.broken_at}: {check.problem} "
@@ -148,13 +211,28 @@ def verify(path: str | None, expected_head: str | None, db_url: str) -> None:
             err=True,
         )
         raise SystemExit(1)
-    if expected_head is not None and check.head != expected_head.strip().lower():
-        fail(
-            f"the chain is intact but ends at {check.head} after {check.events} events, "
-            f"not at the head {expected_head.strip()}: events are missing at its end"
-        )
     empty = " (the export holds no events)" if path and not check.events else ""
-    click.echo(f"ok: {check.events} events, head {check.head}{empty}")
+    click.echo(f"ok: {check.events} events{_against(check, checkpoint, at_end)}{empty}")
+
+
+def _against(check: ChainCheck, checkpoint: str | None, at_end: bool) -> str:
+    """How an intact chain stands to the checkpoint, for the ok line; exit 1 if it misses."""
+    where = check.checkpoint_seq
+    if checkpoint is None:
+        return f", head {check.head}"
+    if where is None:
+        fail(
+            f"the chain is intact ({check.events} events, head {check.head}) but no event in "
+            f"it has the hash {checkpoint}: it was rewritten, or cut before that checkpoint"
+        )
+    after = check.events - where
+    if at_end and after:
+        fail(
+            f"the chain passes through the checkpoint at seq {where} but does not end there: "
+            f"{after} events follow it (--at-end)"
+        )
+    follow = "it ends there" if not after else f"{after} events follow it"
+    return f"; passes through the checkpoint at seq {where} ({follow}), head {check.head}"
 
 
 class NotAnExport(Exception):
@@ -163,6 +241,7 @@ class NotAnExport(Exception):
         self.line, self.problem = line, problem
 
 
+_FIELDS = (*CHAINED_FIELDS, "prev_hash", "hash")
 _STRINGS = ("id", "at", "type", "actor", "prev_hash", "hash")
 _KINDS = {list: "a JSON list", str: "a JSON string", bool: "true or false", type(None): "null"}
 
@@ -174,7 +253,8 @@ def _open_export(path: str) -> IO[bytes]:
 
 def read_export(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     """The events of a JSON Lines export, in file order; blank lines are skipped. A line
-    that is not JSON, or not an event object, raises ``NotAnExport`` with its number."""
+    that is not JSON, has a key twice (anywhere: the plain parser would keep the last one,
+    hiding the other), or is not an event object, raises ``NotAnExport`` with its number."""
     for number, raw in enumerate(lines, start=1):
         try:
             text = raw.decode("utf-8").rstrip("\r\n")
@@ -183,9 +263,13 @@ def read_export(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
         if not text.strip():
             continue
         try:
-            record = json.loads(text)
+            record = strict_loads(text)
+        except DuplicateKey as exc:
+            raise NotAnExport(number, str(exc)) from None
         except json.JSONDecodeError as exc:
             raise NotAnExport(number, f"not JSON ({exc.msg}, column {exc.colno})") from None
+        except (ValueError, RecursionError):
+            raise NotAnExport(number, "not JSON that can be read") from None
         problem = _event_problem(record)
         if problem:
             raise NotAnExport(number, problem)
@@ -196,9 +280,12 @@ def _event_problem(record: Any) -> str | None:
     if not isinstance(record, dict):
         kind = _KINDS.get(type(record), "a JSON number")
         return f"not an audit event ({kind})"
-    missing = [f for f in (*CHAINED_FIELDS, "prev_hash", "hash") if f not in record]
+    missing = [f for f in _FIELDS if f not in record]
     if missing:
         return f"missing {', '.join(missing)}"
+    extra = sorted(f for f in record if f not in _FIELDS)
+    if extra:
+        return f"fields no event has: {', '.join(extra)}"
     if not isinstance(record["seq"], int) or isinstance(record["seq"], bool):
         return "seq is not a whole number"
     wrong = [f for f in _STRINGS if not isinstance(record[f], str)]
