@@ -49,15 +49,26 @@ def test_typos_that_still_load_are_warned_about_where_they_are(tmp_path: Path) -
             "team 'paymnts' is not in directory.teams (did you mean 'payments'?): no team lead",
         ),
         (
+            6,
+            "directory.users.jane@example.com.manager",
+            "manager 'boss@example.com' is not in directory.users",
+        ),
+        (
+            9,
+            "directory.teams.payments.lead",
+            "team lead 'priya@example.com' is not in directory.users",
+        ),
+        (
+            11,
+            "roles.staging-ssh",
+            "no max_duration: only a purpose's max caps this role's grants and extensions "
+            "(none at all without a purpose), so a request without a purpose may ask for up "
+            "to ten years; set max_duration",
+        ),
+        (
             13,
             "roles.staging-ssh.requestable_by[0]",
             "no user of the directory is in group 'developer' (did you mean 'developers'?)",
-        ),
-        (
-            14,
-            "roles.staging-ssh.extendable",
-            "an extendable role needs max_duration: without it a grant extends only up to "
-            "its purpose's max, and not at all without a purpose",
         ),
         (17, "approval[0].any[1].group", "no user of the directory is in group 'sre'"),
     ]
@@ -91,7 +102,7 @@ def test_policy_check_prints_warnings_and_fails_on_them_only_when_strict(
     assert done.exit_code == 0, done.output
     assert f"warning: {path}:3: settings.admins[0]: no user" in done.output
     assert "ok (1 roles, 1 approval rules, 0 resources" in done.output
-    assert "5 warning(s)" in done.output
+    assert "7 warning(s)" in done.output
     strict = CliRunner().invoke(cli, ["policy", "check", "--strict", str(path)])
     assert strict.exit_code == 1
 
@@ -165,11 +176,13 @@ def test_a_grant_no_approval_entry_matches_is_warned_about(tmp_path: Path) -> No
               k8s-prod:
                 grants: [{type: kubernetes, environment: production}]
                 requestable_by: [dev]
+                max_duration: 8h
               mixed:
                 grants:
                   - {type: ssh, environment: development}
                   - {type: database, environment: any}
                 requestable_by: [dev]
+                max_duration: 8h
             approval:
               - match: {type: ssh, environment: development}
                 rule: self
@@ -186,7 +199,7 @@ def test_a_grant_no_approval_entry_matches_is_warned_about(tmp_path: Path) -> No
             "requested (add an approval entry for it)",
         ),
         (
-            12,
+            13,
             "roles.mixed.grants[1]",
             "no approval entry matches database/any, database/production, database/staging: "
             "a request that reaches it is refused (add an approval entry for it)",

@@ -126,7 +126,11 @@ class Override:
 
 @dataclass(frozen=True)
 class OncallSchedule:
-    """A rotation: ``rotation[k]`` is on call in shift k counted from ``starts``."""
+    """A rotation: ``rotation[k]`` is on call in shift k counted from ``starts``.
+
+    An override in force beats the rotation; of overlapping overrides, the one that
+    started latest wins (a half-day cover inside a week-long one), and of two that
+    started together, the one listed last."""
 
     name: str
     rotation: tuple[str, ...]
@@ -135,9 +139,10 @@ class OncallSchedule:
     overrides: tuple[Override, ...] = ()
 
     def on_call(self, at: datetime) -> str | None:
-        for override in self.overrides:
-            if override.starts <= at < override.until:
-                return override.user
+        active = [o for o in self.overrides if o.starts <= at < o.until]
+        if active:
+            # max() keeps the first of equal keys: look from the end for "listed last"
+            return max(reversed(active), key=lambda o: o.starts).user
         if not self.rotation or at < self.starts:
             return None
         shift_no = int((at - self.starts) // self.shift)

@@ -10,6 +10,7 @@ from jitgate.adapters.policy.load import (
     CheckedPolicy,
     check_policy,
     check_policy_text,
+    guarded,
     load_policy,
     load_policy_text,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "PolicyProblem",
     "check_policy",
     "check_policy_text",
+    "guarded",
     "load_policy",
     "load_policy_text",
 ]

@@ -5,7 +5,8 @@ Invariants:
   problem at the path it was given (never raises for bad input);
 - ``None`` input to an optional section reads as empty;
 - emails are returned lower-cased; datetimes are returned timezone-aware in UTC
-  (a naive one is taken as UTC);
+  (a naive one is taken as UTC; one that is not in the years 1 to 9999 once in UTC,
+  or names no real day or time, is a problem);
 - messages quote keys and short scalar values, never a whole mapping.
 """
 
@@ -27,15 +28,19 @@ from jitgate.adapters.policy.problems import (
 )
 from jitgate.domain.durations import parse_duration
 
+_CLOSE = 0.6  # difflib.get_close_matches' cutoff
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
 
 
 class Checker:
     """Collects problems against the locations of one (possibly merged) document."""
 
-    def __init__(self, locs: Mapping[Path, Location], file: str) -> None:
+    def __init__(
+        self, locs: Mapping[Path, Location], file: str, written: Mapping[Path, str] | None = None
+    ) -> None:
         self.locs = locs
         self.file = file
+        self.written = written or {}
         self.problems: list[PolicyProblem] = []
         self.warnings: list[PolicyProblem] = []
 
@@ -147,21 +152,34 @@ class Checker:
         try:
             return parse_duration(value)
         except ValueError as exc:
-            self.error(path, str(exc))
+            text = self.written.get(path)
+            if text is not None:  # 1:30:00 is a YAML 1.1 sexagesimal number
+                self.error(
+                    path,
+                    f"{text} is read by YAML as the number {value}, not as a duration: "
+                    "write durations like 1h30m, 45s or PT2H",
+                )
+            else:
+                self.error(path, str(exc))
             return None
 
     def instant(self, value: Any, path: Path) -> datetime | None:
         """An ISO-8601 date and time (YAML timestamp or string); naive means UTC."""
-        moment = value if isinstance(value, datetime) else _iso_datetime(value)
+        moment, why = (value, "") if isinstance(value, datetime) else _iso_datetime(value)
         if moment is None:
             self.error(
                 path,
-                f"must be an ISO-8601 date and time like 2026-01-05T09:00:00Z, not {short(value)}",
+                "must be an ISO-8601 date and time like 2026-01-05T09:00:00Z, "
+                f"not {short(value)}{why}",
             )
             return None
         if moment.tzinfo is None:
             return moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC
+            self.error(path, f"{short(value)} is outside the years 1 to 9999 in UTC")
+            return None
 
     def ordered(
         self, low: timedelta | None, high: timedelta | None, path: Path, message: str
@@ -171,21 +189,47 @@ class Checker:
             self.error(path, message)
 
 
-def _iso_datetime(value: Any) -> datetime | None:
-    """A string holding a date *and* a time; a bare date is not an instant."""
+def _iso_datetime(value: Any) -> tuple[datetime | None, str]:
+    """A string holding a date *and* a time (a bare date is not an instant), or why not."""
     text = value.strip() if isinstance(value, str) else ""
     if "T" not in text.upper() and " " not in text:
-        return None
+        return None, ""
     try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
+        return datetime.fromisoformat(text), ""
+    except ValueError as exc:
+        reason = str(exc)
+        if "offset must be" in reason:
+            reason = "a UTC offset must be less than 24 hours"
+        # "Invalid isoformat string: ..." repeats the value; a range error says what is wrong
+        return None, "" if reason.startswith("Invalid isoformat") else f" ({reason})"
 
 
 def closest(word: str, known: Collection[str]) -> str | None:
     """The one of ``known`` that ``word`` was most likely meant to be, if any is close."""
     close = difflib.get_close_matches(word, sorted(known), n=1)
     return close[0] if close else None
+
+
+def near_hint(word: str, known: Collection[str]) -> str:
+    """`` (did you mean 'x'?)`` when ``word`` is close to one of ``known``, else ``""``."""
+    near = closest(word, known)
+    return f" (did you mean {near!r}?)" if near else ""
+
+
+def near_email_hint(email: str, known: Collection[str]) -> str:
+    """``near_hint`` for emails: both the name and the domain must be close, else every
+    address of one domain would look like every other."""
+    name, _, domain = email.partition("@")
+    best, score = "", 0.0
+    for other in sorted(known):
+        other_name, _, other_domain = other.partition("@")
+        pair = [
+            difflib.SequenceMatcher(None, a, b).ratio()
+            for a, b in ((name, other_name), (domain, other_domain))
+        ]
+        if min(pair) >= _CLOSE and sum(pair) > score:
+            best, score = other, sum(pair)
+    return f" (did you mean {best!r}?)" if best else ""
 
 
 def _unknown(key: str, allowed: Collection[str]) -> str:

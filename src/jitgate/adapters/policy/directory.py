@@ -4,7 +4,8 @@ Invariants:
 - users are keyed by lower-cased email; two keys that differ only in case are
   a problem; every email inside the directory is lower-cased too;
 - an on-call rotation has at least one person, a positive shift, a start that
-  is timezone-aware (naive means UTC) and overrides whose ``from < until``.
+  is timezone-aware (naive means UTC) and overrides whose ``from < until``; overrides
+  may overlap (``OncallSchedule.on_call``: the one that started latest wins).
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ Invariants:
   unknown tags are problems, never constructed;
 - every mapping key and every list item has an entry in ``Document.locs``
   (its path -> file and 1-based line), so later checks can point at it;
-- mapping keys are the text written in the file (``yes`` stays ``"yes"``);
+- mapping keys are the text written in the file (``yes`` stays ``"yes"``); a number
+  written otherwise than YAML reads it (``1:30:00`` is 5400) keeps its text in
+  ``Document.written``, for messages;
 - a key written twice in one mapping is a problem (``<<`` merge keys may be
   overridden, as YAML intends); aliases are expanded, recursion is refused and
   the expansion is bounded.
@@ -24,6 +26,7 @@ from jitgate.adapters.policy.problems import Location, Path, PolicyProblem, rend
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_TIME_TAG = "tag:yaml.org,2002:timestamp"
 _NODE_BUDGET = 200_000
 
 
@@ -33,6 +36,8 @@ class Document:
 
     data: Any
     locs: dict[Path, Location] = field(default_factory=dict)
+    # the text of each scalar YAML reads as a number it does not spell: ``1:30:00`` (5400)
+    written: dict[Path, str] = field(default_factory=dict)
 
 
 def parse_document(text: str, file: str) -> tuple[Document, list[PolicyProblem]]:
@@ -45,7 +50,7 @@ def parse_document(text: str, file: str) -> tuple[Document, list[PolicyProblem]]
         converter = _Converter(loader, file)
         data = converter.convert(root, ())
         converter.locs.setdefault((), Location(file, _line(root)))
-        return Document(data, converter.locs), converter.problems
+        return Document(data, converter.locs, converter.written), converter.problems
     except yaml.MarkedYAMLError as exc:
         return Document(None), [_syntax_problem(exc, file)]
     except yaml.YAMLError as exc:
@@ -75,6 +80,7 @@ class _Converter:
         self.file = file
         self.locs: dict[Path, Location] = {}
         self.problems: list[PolicyProblem] = []
+        self.written: dict[Path, str] = {}
         self._active: set[int] = set()
         self._budget = _NODE_BUDGET
 
@@ -111,9 +117,18 @@ class _Converter:
 
     def _scalar(self, node: Node, path: Path) -> Any:
         try:
-            return self.loader.construct_object(node, deep=True)
+            value = self.loader.construct_object(node, deep=True)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if number and str(node.value) != str(value):
+                self.written[path] = str(node.value)
+            return value
         except yaml.MarkedYAMLError as exc:
             self.problem(node, path, exc.problem or "value cannot be read")
+            return None
+        except (ValueError, OverflowError) as exc:
+            if node.tag == _TIME_TAG:  # 2026-02-30T09:00:00Z looks like one: its reader says why
+                return str(node.value)
+            self.problem(node, path, f"{node.value} cannot be read ({exc})")
             return None
 
     def _sequence(self, node: SequenceNode, path: Path) -> list[Any]:

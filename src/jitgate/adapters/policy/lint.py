@@ -6,8 +6,11 @@ Warnings do not stop a load (a policy can be right to name a group nobody is in 
   user of the directory belongs to (the directory is the only source of groups): a typo
   there silently means no admin, nobody may request, or nobody may approve;
 - a user's ``team`` with no entry in ``directory.teams`` while a rule asks for a team lead;
-- an ``extendable`` role without ``max_duration``: its grants extend only up to their
-  purpose's max, and not at all without a purpose;
+- a role without ``max_duration``: only a purpose's max caps its grants (and, if it is
+  ``extendable``, its extensions), so without a purpose any duration may be asked for;
+- a role that nobody may request (``requestable_by`` missing or empty);
+- people not in ``directory.users`` (``adapters.policy.lint_people``) and approval
+  entries never used, never chosen or never satisfiable (``adapters.policy.lint_approval``);
 - a role grant (type/environment) that no ``approval`` entry matches: a request that
   reaches it is refused, so a role with only such grants can never be requested;
 - a notification channel that no route (written, or the RFC 10.5.2 defaults) sends to;
@@ -16,12 +19,14 @@ Warnings do not stop a load (a policy can be right to name a group nobody is in 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from jitgate.adapters.policy.checks import Checker, closest
+from jitgate.adapters.policy.checks import Checker, near_hint
+from jitgate.adapters.policy.lint_approval import approval_warnings
+from jitgate.adapters.policy.lint_people import people_warnings
 from jitgate.adapters.policy.problems import Path
-from jitgate.domain.policy import Policy, Scope
+from jitgate.domain.policy import Policy, Role, Scope
 from jitgate.service.notifications import routes_of
 
 
@@ -30,7 +35,7 @@ def notice(check: Checker, data: dict[str, Any], policy: Policy) -> None:
     groups = {g for user in policy.directory.users.values() for g in user.groups}
     for where, group in _group_names(data):
         if group not in groups:
-            near = _near(group, groups)
+            near = near_hint(group, groups)
             check.warn(where, f"no user of the directory is in group {group!r}{near}")
     if _asks_team_leads(policy):
         users = (data.get("directory") or {}).get("users") or {}
@@ -38,18 +43,34 @@ def notice(check: Checker, data: dict[str, Any], policy: Policy) -> None:
             team = entry.get("team") if isinstance(entry, dict) else None
             if team is not None and team not in policy.directory.teams:
                 path: Path = ("directory", "users", email, "team")
-                near = _near(team, policy.directory.teams)
+                near = near_hint(team, policy.directory.teams)
                 check.warn(path, f"team {team!r} is not in directory.teams{near}: no team lead")
+    people_warnings(check, data, policy.directory.users)
     _unapproved_grants(check, data, policy)
+    approval_warnings(check, data, policy)
     _unrouted_channels(check, policy)
     _shared_db_roles(check, policy)
-    for name, role in policy.roles.items():
-        if role.extendable and role.max_duration is None:
-            check.warn(
-                ("roles", name, "extendable"),
-                "an extendable role needs max_duration: without it a grant extends only up "
-                "to its purpose's max, and not at all without a purpose",
-            )
+    for role in policy.roles.values():
+        _role_limits(check, data, role)
+
+
+def _role_limits(check: Checker, data: dict[str, Any], role: Role) -> None:
+    """A role with no cap on its grants' duration, or that nobody may request."""
+    path: Path = ("roles", role.name)
+    if role.max_duration is None:
+        extends = " and extensions (none at all without a purpose)" if role.extendable else ""
+        check.warn(
+            path,
+            f"no max_duration: only a purpose's max caps this role's grants{extends}, so a "
+            "request without a purpose may ask for up to ten years; set max_duration",
+        )
+    if not role.requestable_by:
+        written = "requestable_by" in ((data.get("roles") or {}).get(role.name) or {})
+        check.warn(
+            (*path, "requestable_by") if written else path,
+            f"{'empty' if written else 'no'} requestable_by: nobody may request this role "
+            "(list the groups that may)",
+        )
 
 
 def _unapproved_grants(check: Checker, data: dict[str, Any], policy: Policy) -> None:
@@ -142,8 +163,3 @@ def _group_names(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
 def _asks_team_leads(policy: Policy) -> bool:
     specs = (s for rule in policy.approval for s in (*rule.specs, *rule.escalate_to))
     return any(spec.kind == "team_lead" for spec in specs)
-
-
-def _near(word: str, known: Collection[str]) -> str:
-    near = closest(word, known)
-    return f" (did you mean {near!r}?)" if near else ""

@@ -14,10 +14,12 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, TypeVar
 
 from jitgate.adapters.policy.approval import read_approval
 from jitgate.adapters.policy.checks import Checker
@@ -48,6 +50,8 @@ TOP_KEYS = (
     "backends",
 )
 _SUFFIXES = (".yaml", ".yml")
+T = TypeVar("T")
+log = logging.getLogger("jitgate.policy")
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,22 @@ def check_policy_text(
     return _build([(filename, text.encode("utf-8"))], plugins)
 
 
+def guarded(load: Callable[[], T], source: str) -> T:
+    """``load()``, whose every failure is a ``PolicyError`` (a reload keeps the last good
+    policy): an unexpected exception, a bug, is logged as one error line, with its
+    traceback at debug level, and becomes one problem naming only its type."""
+    try:
+        return load()
+    except PolicyError:
+        raise
+    except Exception as exc:
+        kind = type(exc).__name__
+        log.error("policy %s could not be loaded: unexpected %s: %s", source, kind, exc)
+        log.debug("the traceback of that %s (a bug in jitgate)", kind, exc_info=True)
+        message = f"the policy could not be loaded: unexpected {kind} (see the server log)"
+        raise PolicyError([PolicyProblem(source, 1, "", message)]) from exc
+
+
 def _read(path: FsPath, name: str) -> bytes:
     try:
         return path.read_bytes()
@@ -122,7 +142,7 @@ def _build(sources: list[tuple[str, bytes]], plugins: PluginCatalog | None) -> C
     if len(docs) > 1:
         merged, clashes = merge_documents(docs)
         problems.extend(clashes)
-    check = Checker(merged.locs, sources[0][0])
+    check = Checker(merged.locs, sources[0][0], merged.written)
     check.problems.extend(problems)
     digest = hashlib.sha256(b"".join(raw for _, raw in sources)).hexdigest()
     policy = _validate(check, merged.data or {}, digest, plugins or PluginCatalog())
@@ -170,5 +190,8 @@ def _version(check: Checker, data: dict[str, Any]) -> None:
         check.error(("version",), f"'version: {SUPPORTED_VERSION}' is required")
         return
     value = data["version"]
-    if isinstance(value, bool) or value != SUPPORTED_VERSION:
-        check.error(("version",), f"unsupported version {value!r}; this jitgate reads version 1")
+    if type(value) is not int or value != SUPPORTED_VERSION:  # not True, not 1.0, not "1"
+        check.error(
+            ("version",),
+            f"unsupported version {value!r}; this jitgate reads version 1 (the integer 1)",
+        )

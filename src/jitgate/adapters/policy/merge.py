@@ -8,7 +8,7 @@ Invariants:
   files is a problem naming both files, and the first definition is kept;
 - ``approval`` lists concatenate, and each entry keeps the location of the file
   it came from under its new, merged index;
-- ``version`` must agree wherever it is written;
+- ``version`` must agree wherever it is written (``1`` and ``1.0`` do not);
 - every location of the merged document points into the file that wrote it.
 """
 
@@ -43,6 +43,8 @@ def merge_documents(docs: Sequence[tuple[str, Document]]) -> tuple[Document, lis
             _merge_top(merged, doc, file, key, value, problems)
         for path, loc in doc.locs.items():
             merged.locs.setdefault(_renumber(path, shift), loc)
+        for path, text in doc.written.items():
+            merged.written.setdefault(_renumber(path, shift), text)
     return merged, problems
 
 
@@ -62,7 +64,7 @@ def _merge_top(
             data["approval"] = [*(earlier or []), *value]
             return
     if key == "version" and key in data:
-        if data[key] != value:
+        if data[key] != value or type(data[key]) is not type(value):  # 1 and 1.0 disagree
             out.append(_clash(merged, doc, file, (key,), "files disagree on version"))
         return
     _merge_key(merged, doc, file, data, (key,), value, _DEPTH.get(key, 0), out)

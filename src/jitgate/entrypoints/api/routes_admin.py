@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -65,8 +65,10 @@ def verify(app: AppDep, who: UserDep) -> s.VerifyOut:
 def reload_policy(app: AppDep, who: UserDep) -> Any:
     if not app.ctx.policy.current.is_admin(who):
         raise HTTPException(403, "only admins can reload the policy")
-    try:
-        policy = app.reload_policy()
+    from jitgate.adapters.policy import guarded
+
+    try:  # any failure, a bug included (logged, never a 500), keeps the last good policy
+        policy = guarded(app.reload_policy, app.settings.policy_path)
     except PolicyError as exc:
         return problem(
             422,
@@ -108,4 +110,7 @@ def _moment(text: str | None) -> datetime | None:
         ) from None
     if when.tzinfo is None:
         raise HTTPException(422, "since needs a time zone (use Z or +00:00)")
-    return when
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-12:00 is past the last day in UTC
+        raise HTTPException(422, f"since is out of range in UTC: {text!r}") from None

@@ -28,10 +28,12 @@ def check(path: str, strict: bool) -> None:
     """Validate PATH (a file, a folder, or - for standard input); print every error with
     file, line and key.
 
-    Warnings (a group nobody is in, a team without an entry while a rule asks for team
-    leads, a role grant no approval entry matches, an extendable role without
-    max_duration, a channel no route sends to, two grant_role backends granting one
-    db_role on one database) are printed too; they fail the check only with --strict."""
+    Warnings (a group nobody is in, a person not in directory.users, a team without an
+    entry while a rule asks for team leads, a role grant no approval entry matches, an
+    approval entry never used, never chosen or never satisfiable, escalation that cannot
+    happen, a role without max_duration or that nobody may request, a channel no route
+    sends to, two grant_role backends granting one db_role on one database) are printed
+    too; they fail the check only with --strict."""
     from jitgate.adapters.policy import PolicyError, check_policy, check_policy_text
 
     try:
@@ -84,6 +86,7 @@ def explain(
 
     loaded = load_policy(policy_path)
     now = _when(at)
+    user = user.strip().lower()  # as the API reads an email
     result = run(loaded, user=user, roles=roles, resources=resources, purpose=purpose, now=now)
     if not result.allowed:
         fail(str(result.refusal))

@@ -55,6 +55,9 @@ def _jobs(app: App) -> list[Callable[[], object]]:
 
 
 def _on_sighup(app: App) -> None:
+    """On SIGHUP, load the policy again; whatever goes wrong, a bug too (its traceback at
+    debug level), is one line in the log, never a traceback out of the signal handler,
+    and the last good policy stays."""
     from jitgate.adapters.policy import PolicyError
 
     def reload(_signum: int, _frame: FrameType | None) -> None:
@@ -62,10 +65,25 @@ def _on_sighup(app: App) -> None:
 
         try:
             policy = app.reload_policy()
-            record_policy_loaded(app.ctx, policy=policy, actor="system", via="sighup")
-            log.info("policy reloaded: %s", policy.digest[:12])
         except PolicyError as exc:
-            log.error("policy reload refused, the last good policy stays:\n%s", exc)
+            found = "; ".join(str(p) for p in exc.problems)
+            log.error("policy reload refused: %s (the last good policy stays)", found)
+            return
+        except Exception as exc:
+            log.error(
+                "policy reload refused: unexpected %s: %s (a bug in jitgate; the last good "
+                "policy stays)",
+                type(exc).__name__,
+                exc,
+            )
+            log.debug("the traceback of that reload", exc_info=True)
+            return
+        log.info("policy reloaded: %s", policy.digest[:12])
+        try:
+            record_policy_loaded(app.ctx, policy=policy, actor="system", via="sighup")
+        except Exception as exc:  # the policy is in force; only its audit event is missing
+            log.error("policy reloaded but not recorded in the audit trail: %r", exc)
+            log.debug("the traceback of that failure", exc_info=True)
 
     signal.signal(signal.SIGHUP, reload)
 
