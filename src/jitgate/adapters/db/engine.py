@@ -5,7 +5,8 @@ PostgreSQL relies on row locks (``FOR UPDATE``) and the audit head row.
 Only ``sqlite:///FILE`` and ``postgresql://…`` (psycopg 3) are accepted: any other URL is
 refused with ``ConfigError`` before a driver is imported, and a URL is only ever shown with
 its password hidden. ``connect(url, create=False)`` refuses a SQLite file that does not
-exist instead of creating an empty database."""
+exist instead of creating an empty database; ``connect`` refuses SQLite in memory (each
+jitgate process would have a database of its own, gone when it exits)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from jitgate.adapters.db.prepared import Prepared
 from jitgate.config import ConfigError
 
 SUPPORTED = "use sqlite:///FILE or postgresql://…"
+NEEDS_FILE = "a SQLite URL needs a file path, e.g. sqlite:///jitgate.db"
 _SQLITE = ("sqlite", "sqlite+pysqlite")
 _POSTGRES = ("postgresql", "postgres", "postgresql+psycopg")
 
@@ -31,7 +33,7 @@ def shown(url: str) -> str:
     """``url`` as it may be printed: with its password, if any, replaced by ``***``."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         pass
     at = url.rfind("@")  # not a URL: hide what lies between the last ':' and the last '@'
     colon = url.rfind(":", 0, at)
@@ -45,7 +47,7 @@ def normalise_url(url: str) -> URL:
     other URL with ``ConfigError``, its password hidden."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: postgresql://u:pw@[::1 (port ':1')
         raise ConfigError(f"{shown(url)!r} is not a database URL ({SUPPORTED})") from None
     if parsed.drivername in _POSTGRES:
         return parsed.set(drivername="postgresql+psycopg")
@@ -100,6 +102,8 @@ def connect(url: str, *, pool_size: int = 10, create: bool = True) -> Database:
         require_existing(url)
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
+        if sqlite_file(parsed) is None:
+            raise ConfigError(NEEDS_FILE)
         engine = sa.create_engine(parsed, pool_size=pool_size, max_overflow=20)
         _sqlite_pragmas(engine)
     else:

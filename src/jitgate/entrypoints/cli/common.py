@@ -1,10 +1,17 @@
-"""What CLI commands share: options, loading the app, printing errors in one line."""
+"""What CLI commands share: options, loading the app, printing errors in one line.
+
+Text that came from elsewhere (a requester's reason, a server's answer, a name in the
+database) is printed for people only through ``line_safe``: it can never move the cursor,
+retitle the terminal, reorder what follows or start a line of its own. ``--json`` output is
+exact JSON (which escapes all of these by itself).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import wraps
@@ -49,8 +56,35 @@ policy_option = click.option(
 )
 
 
+_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format (bidi), separators
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def line_safe(value: object) -> str:
+    """``value`` as text that stays on one terminal line and means what it shows: control
+    characters (C0, DEL, C1: ESC, newline, carriage return…), bidi and other format
+    characters (U+200B-U+200F, U+202A-U+202E, U+2066-U+2069…) and line separators become
+    visible escapes such as ``\\n``, ``\\x1b`` or ``\\u202e``."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(_escaped(c) if unicodedata.category(c) in _UNSAFE else c for c in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if char in _NAMED:
+        return _NAMED[char]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    """``error: message`` on stderr and exit ``code``; each line of ``message`` is made
+    ``line_safe`` (a message of several lines is one the caller meant)."""
+    safe = "\n".join(line_safe(line) for line in message.split("\n"))
+    click.echo(f"error: {safe}", err=True)
     sys.exit(code)
 
 
@@ -73,7 +107,7 @@ def friendly(func: Callable[P, T]) -> Callable[P, T]:
         try:
             return func(*args, **kwargs)
         except PolicyError as exc:
-            click.echo(str(exc), err=True)
+            click.echo("\n".join(line_safe(x) for x in str(exc).split("\n")), err=True)
             sys.exit(1)
         except (DomainError, ConfigError) as exc:
             fail(str(exc))
@@ -101,7 +135,9 @@ def _db_errors() -> tuple[type[Exception], ...]:
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    text = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    """Rows under headers in aligned columns; every cell is made ``line_safe``."""
+    text = [[line_safe(h) for h in headers]]
+    text += [["" if c is None else line_safe(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in text) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip() for row in text]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])

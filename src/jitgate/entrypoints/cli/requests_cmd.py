@@ -1,4 +1,9 @@
-"""The people's commands: request, approve, deny, revoke, extend, ls, show, evidence."""
+"""The people's commands: request, approve, deny, revoke, extend, ls, show, evidence.
+
+What the server says (a requester's reason, a comment, role and people's names) is shown
+``line_safe``: a reason can never fake a line of ``show`` or move an approver's cursor.
+A request id goes into a URL only as one encoded segment, and only if it looks like an id.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,8 @@ import click
 
 from jitgate.domain.durations import format_duration, parse_duration
 from jitgate.domain.states import State
-from jitgate.entrypoints.cli.client import Api, with_api
-from jitgate.entrypoints.cli.common import cannot, emit_json, fail, table
+from jitgate.entrypoints.cli.client import Api, an_id, segment, with_api
+from jitgate.entrypoints.cli.common import cannot, emit_json, fail, line_safe, table
 
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 quiet_flag = click.option("-q", "--quiet", is_flag=True, help="Print only the request id.")
@@ -27,7 +32,10 @@ def _duration(value: str) -> str:
 def _short(when: str | None) -> str:
     if not when:
         return "-"
-    return datetime.fromisoformat(when).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    try:
+        return datetime.fromisoformat(when).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except ValueError:
+        return line_safe(when)
 
 
 def show_request(r: dict[str, Any], as_json: bool) -> None:
@@ -36,22 +44,27 @@ def show_request(r: dict[str, Any], as_json: bool) -> None:
         return
     dur = format_duration(_seconds(r["duration_seconds"]))
     lines = [
-        f"request   {r['id']}",
-        f"state     {r['state']}",
-        f"requester {r['requester']}",
-        f"roles     {', '.join(r['roles'])}",
-        f"resources {', '.join(r['resources']) or '-'}",
-        f"duration  {dur}   urgency {r['urgency']}   purpose {r['purpose'] or '-'}",
-        f"reason    {r['reason']}",
+        f"request   {line_safe(r['id'])}",
+        f"state     {line_safe(r['state'])}",
+        f"requester {line_safe(r['requester'])}",
+        f"roles     {_listed(r['roles'])}",
+        f"resources {_listed(r['resources']) or '-'}",
+        f"duration  {dur}   urgency {line_safe(r['urgency'])}   "
+        f"purpose {line_safe(r['purpose'] or '-')}",
+        f"reason    {line_safe(r['reason'])}",
         f"window    {_short(r['starts_at'])} -> {_short(r['ends_at'])}",
     ]
     if r.get("extends"):
-        lines.append(f"extends   {r['extends']}")
+        lines.append(f"extends   {line_safe(r['extends'])}")
     click.echo("\n".join(lines))
     rows = [[_spec(q["spec"]), q["satisfied_by"] or "(waiting)"] for q in r["requirements"]]
     click.echo("\n" + table(rows, ["requirement", "satisfied by"]))
     if r["state"] == "pending":
-        click.echo("\ncan approve now: " + (", ".join(r["eligible_approvers"]) or "nobody"))
+        click.echo("\ncan approve now: " + (_listed(r["eligible_approvers"]) or "nobody"))
+
+
+def _listed(values: list[Any], sep: str = ", ") -> str:
+    return sep.join(line_safe(v) for v in values)
 
 
 def _spec(spec: dict[str, Any]) -> str:
@@ -117,41 +130,45 @@ def request_cmd(
         if value:
             body[key] = value
     created = api.post("/v1/requests", body)
-    click.echo(created["id"]) if quiet else show_request(created, as_json)
+    click.echo(line_safe(created["id"])) if quiet else show_request(created, as_json)
 
 
 @click.command()
-@click.argument("request_id")
+@click.argument("request_id", callback=an_id)
 @click.option("--comment", default=None)
 @json_flag
 @with_api
 def approve(api: Api, request_id: str, comment: str | None, as_json: bool) -> None:
     """Approve REQUEST_ID."""
-    show_request(api.post(f"/v1/requests/{request_id}/approve", {"comment": comment}), as_json)
+    show_request(
+        api.post(f"/v1/requests/{segment(request_id)}/approve", {"comment": comment}), as_json
+    )
 
 
 @click.command()
-@click.argument("request_id")
+@click.argument("request_id", callback=an_id)
 @click.option("--reason", required=True)
 @json_flag
 @with_api
 def deny(api: Api, request_id: str, reason: str, as_json: bool) -> None:
     """Deny REQUEST_ID (a reason is required)."""
-    show_request(api.post(f"/v1/requests/{request_id}/deny", {"reason": reason}), as_json)
+    show_request(api.post(f"/v1/requests/{segment(request_id)}/deny", {"reason": reason}), as_json)
 
 
 @click.command()
-@click.argument("request_id")
+@click.argument("request_id", callback=an_id)
 @click.option("--reason", required=True)
 @json_flag
 @with_api
 def revoke(api: Api, request_id: str, reason: str, as_json: bool) -> None:
     """Revoke a grant early, or withdraw a pending request."""
-    show_request(api.post(f"/v1/requests/{request_id}/revoke", {"reason": reason}), as_json)
+    show_request(
+        api.post(f"/v1/requests/{segment(request_id)}/revoke", {"reason": reason}), as_json
+    )
 
 
 @click.command()
-@click.argument("request_id")
+@click.argument("request_id", callback=an_id)
 @click.option("--for", "duration", required=True, help="How much longer.")
 @click.option("--reason", required=True)
 @json_flag
@@ -162,7 +179,7 @@ def extend(
 ) -> None:
     """Ask to extend a live grant: a new request that goes through approval."""
     body = {"duration": _duration(duration), "reason": reason}
-    created = api.post(f"/v1/requests/{request_id}/extend", body)
+    created = api.post(f"/v1/requests/{segment(request_id)}/extend", body)
     granted = _seconds(created["duration_seconds"])
     if granted < parse_duration(duration):
         # the role's maximum counts from the original's start (SPEC §3); say so, not silently
@@ -171,16 +188,16 @@ def extend(
             "the role's maximum in total",
             err=True,
         )
-    click.echo(created["id"]) if quiet else show_request(created, as_json)
+    click.echo(line_safe(created["id"])) if quiet else show_request(created, as_json)
 
 
 @click.command()
-@click.argument("request_id")
+@click.argument("request_id", callback=an_id)
 @json_flag
 @with_api
 def show(api: Api, request_id: str, as_json: bool) -> None:
     """Show one request."""
-    show_request(api.get(f"/v1/requests/{request_id}"), as_json)
+    show_request(api.get(f"/v1/requests/{segment(request_id)}"), as_json)
 
 
 @click.command("ls")
@@ -215,7 +232,7 @@ def ls(
             r["id"],
             r["state"],
             r["requester"],
-            ",".join(r["roles"]),
+            _listed(r["roles"], ","),
             format_duration(_seconds(r["duration_seconds"])),
             _short(r["ends_at"]),
             r["reason"][:40],
@@ -226,14 +243,16 @@ def ls(
 
 
 @click.command()
-@click.argument("request_id")
+@click.argument("request_id", callback=an_id)
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None)
 @with_api
 def evidence(api: Api, request_id: str, out: str | None) -> None:
     """Compliance evidence of REQUEST_ID as JSON (RFC 10.6.3)."""
     import json
 
-    body = json.dumps(api.get(f"/v1/requests/{request_id}/evidence"), indent=2, sort_keys=True)
+    body = json.dumps(
+        api.get(f"/v1/requests/{segment(request_id)}/evidence"), indent=2, sort_keys=True
+    )
     if out:
         try:
             with open(out, "w", encoding="utf-8") as handle:

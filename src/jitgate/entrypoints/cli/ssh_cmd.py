@@ -28,8 +28,8 @@ import click
 import httpx
 
 from jitgate.entrypoints.cli import ssh_sessions as sessions
-from jitgate.entrypoints.cli.client import with_api
-from jitgate.entrypoints.cli.common import cannot, fail
+from jitgate.entrypoints.cli.client import an_id, segment, with_api
+from jitgate.entrypoints.cli.common import cannot, fail, line_safe
 
 KEY_NAMES = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
 DEDUPE_SECONDS = 10.0
@@ -74,7 +74,7 @@ def _write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 @ssh.command()
-@click.argument("request_id")
+@click.argument("request_id", callback=an_id)
 @click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--backend", default=None, help="Which ssh-ca backend, if the grant has several.")
 @with_api
@@ -88,13 +88,14 @@ def cert(api: Any, request_id: str, key_path: Path | None, backend: str | None) 
     body: dict[str, Any] = {"public_key": public_key}
     if backend:
         body["backend"] = backend
-    answer = api.post(f"/v1/requests/{request_id}/ssh-certificate", body)
+    answer = api.post(f"/v1/requests/{segment(request_id)}/ssh-certificate", body)
     target = cert_path_for(key)
     _write_atomically(target, (answer["certificate"] + "\n").encode())
     click.echo(str(target))
     click.echo(
-        f"key id {answer['key_id']}, principals {', '.join(answer['principals'])}, "
-        f"valid until {answer['valid_before']}",
+        f"key id {line_safe(answer['key_id'])}, "
+        f"principals {', '.join(line_safe(p) for p in answer['principals'])}, "
+        f"valid until {line_safe(answer['valid_before'])}",
         err=True,
     )
 
@@ -104,7 +105,7 @@ def cert(api: Any, request_id: str, key_path: Path | None, backend: str | None) 
 @with_api
 def krl(api: Any, out: Path) -> None:
     """Write the KRL of certificates whose grant ended early (for sshd's RevokedKeys)."""
-    data = api.get("/v1/ssh/krl")
+    data = api.get("/v1/ssh/krl", raw=True)
     if not isinstance(data, bytes) or not data.startswith(b"SSHKRL\n\0"):
         fail("the server did not answer with a KRL")
     _write_atomically(out, data)
@@ -193,12 +194,12 @@ def authorize(
         sys.exit(1)
     request_id, user = parsed
     connection = sessions.connection_of(os.getpid())
-    headers = {"Authorization": f"Bearer {token}", "User-Agent": "jitgate-ssh-authorize"}
+    http_client = sessions.client(server, token, "jitgate-ssh-authorize")
     try:
-        with httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=5.0) as http:
+        with http_client as http:
             verdict = http.post("/v1/authorize", json={"user": user, **target})
             if verdict.status_code != 200 or not verdict.json().get("allowed"):
-                click.echo(f"jitgate: {user} refused ({verdict.status_code})", err=True)
+                click.echo(f"jitgate: {line_safe(user)} refused ({verdict.status_code})", err=True)
                 sys.exit(1)
             session_id = sessions.recalled(state_dir, connection, key_id) if connection else None
             if session_id is None and (
@@ -221,13 +222,15 @@ def authorize(
                         key_id,
                     )
                     _remember(state_dir, login)
-    except (httpx.HTTPError, ValueError) as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         click.echo(f"jitgate: cannot reach {server}: {type(exc).__name__}", err=True)
         sys.exit(1)
     click.echo(
-        f"jitgate: {user} as {local_user} via request {request_id} "
-        f"(session {session_id or 'recorded moments ago'}, "
-        f"key {key_type or '?'} {fingerprint or '?'})",
+        line_safe(
+            f"jitgate: {user} as {local_user} via request {request_id} "
+            f"(session {session_id or 'recorded moments ago'}, "
+            f"key {key_type or '?'} {fingerprint or '?'})"
+        ),
         err=True,
     )
     for name in principals or (local_user,):

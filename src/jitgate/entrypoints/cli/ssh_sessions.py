@@ -32,6 +32,9 @@ from pathlib import Path
 import click
 import httpx
 
+from jitgate.entrypoints.cli.client import segment
+from jitgate.entrypoints.cli.common import line_safe
+
 SSHD_NAMES = frozenset({"sshd", "sshd-session"})  # sshd-session: OpenSSH 9.8 and later
 
 
@@ -166,12 +169,26 @@ def read_token(token_file: Path | None) -> str | None:
         return None
 
 
+def client(server: str, token: str, agent: str) -> httpx.Client:
+    """The host helpers' client; a ``--server`` that is not a URL or a token that is not
+    printable ASCII is one line (``jitgate: …``) and exit 1, never a traceback."""
+    if not (token.isascii() and token.isprintable()):
+        click.echo("jitgate: the service token is not printable ASCII", err=True)
+        sys.exit(1)
+    headers = {"Authorization": f"Bearer {token}", "User-Agent": agent}
+    try:
+        return httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=5.0)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        click.echo(f"jitgate: --server {server!r} is not a URL: {line_safe(exc)}", err=True)
+        sys.exit(1)
+
+
 def reap_once(http: httpx.Client, state_dir: Path) -> list[str]:
     """One pass over the remembered logins; what it did, one line each."""
     done = []
     for path, login in logins(state_dir):
         if not alive(login.connection, login.local_user):  # the connection closed
-            answer = http.post(f"/v1/sessions/{login.session_id}/end", json={})
+            answer = http.post(f"/v1/sessions/{segment(login.session_id)}/end", json={})
             if answer.status_code not in (200, 404, 409):  # 409: jitgate ended it already
                 done.append(f"session {login.session_id}: end not recorded ({answer.status_code})")
                 continue
@@ -179,7 +196,7 @@ def reap_once(http: httpx.Client, state_dir: Path) -> list[str]:
             if answer.status_code == 200:
                 done.append(f"session {login.session_id} of {login.request_id}: closed, recorded")
             continue
-        answer = http.get(f"/v1/sessions/{login.session_id}")
+        answer = http.get(f"/v1/sessions/{segment(login.session_id)}")
         if answer.status_code == 404:  # not jitgate's (any more): leave the process alone
             path.unlink(missing_ok=True)
             continue
@@ -237,13 +254,12 @@ def reap(server: str, token_file: Path | None, state_dir: Path, every: float | N
     if token is None:
         click.echo("jitgate: no service token (JITGATE_TOKEN or --token-file)", err=True)
         sys.exit(1)
-    headers = {"Authorization": f"Bearer {token}", "User-Agent": "jitgate-ssh-reap"}
-    with httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=5.0) as http:
+    with client(server, token, "jitgate-ssh-reap") as http:
         while True:
             try:
                 for line in reap_once(http, state_dir):
-                    click.echo(f"jitgate: {line}")
-            except (httpx.HTTPError, ValueError) as exc:
+                    click.echo(f"jitgate: {line_safe(line)}")
+            except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
                 click.echo(f"jitgate: cannot reach {server}: {type(exc).__name__}", err=True)
                 if every is None:
                     sys.exit(1)

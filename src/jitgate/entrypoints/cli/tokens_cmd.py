@@ -3,18 +3,24 @@
 Only a token's SHA-256 hash is stored; ``ls`` and ``revoke`` name a token by its id, the
 first 12 hex digits of that hash. Creating and revoking are audited (``token.created``,
 ``token.revoked``) with the id, never the token.
+
+``create`` leaves no working token nobody saw: with stdout closed it creates none, and a
+token it cannot print (a full disk, a closed pipe) is revoked again at once.
 """
 
 from __future__ import annotations
 
+import io
+import os
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from jitgate.entrypoints.cli.common import db_option, emit_json, fail, friendly, table
+from jitgate.entrypoints.cli.common import db_option, emit_json, fail, friendly, line_safe, table
 
 if TYPE_CHECKING:
     from jitgate.service.context import Context
@@ -80,8 +86,47 @@ def create(email: str | None, service: str | None, expires: str | None, db_url: 
         expires_in = None if expires is None else parse_duration(expires)
     except ValueError as exc:
         fail(f"--expires: {exc}")
+    out = _open_stdout()
     with _context(db_url, create=True) as ctx:
-        click.echo(create_token(ctx, principal=principal, expires_in=expires_in))
+        new = create_token(ctx, principal=principal, expires_in=expires_in)
+        try:
+            out.write(new + "\n")
+            out.flush()
+        except (OSError, ValueError) as exc:
+            _unprinted(ctx, new, out, exc)
+
+
+def _open_stdout() -> TextIO:
+    """Standard output, or one line and exit 1 (before a token exists) if it is closed."""
+    out = sys.stdout
+    closed = "stdout is closed: a token nobody sees must not exist, none was created"
+    if out is None or out.closed:
+        fail(closed)
+    try:
+        os.fstat(out.fileno())
+    except io.UnsupportedOperation:
+        pass  # not a file (a test's capture): writing it will tell
+    except OSError:
+        fail(closed)
+    return out
+
+
+def _unprinted(ctx: Context, new: str, out: TextIO, exc: Exception) -> None:
+    """The token could not be printed: revoke it (audited) and say so in one line."""
+    from jitgate.service.tokens import hash_token, revoke_tokens
+
+    why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    token_id = hash_token(new)[:12]
+    with suppress(OSError, ValueError):  # unwritten, it stays buffered: flush it nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+    try:
+        revoke_tokens(ctx, which=new)
+    except Exception as revoking:  # the database failed too: say which token still works
+        fail(
+            f"cannot print the token ({why}) nor revoke it ({type(revoking).__name__}): "
+            f"revoke {token_id} with `jitgate token revoke {token_id}`"
+        )
+    fail(f"cannot print the token ({why}): token {token_id} was revoked again")
 
 
 @token.command("ls")
@@ -135,7 +180,7 @@ def revoke(token_id: str | None, email: str | None, service: str | None, db_url:
     with _context(db_url) as ctx:
         done = revoke_tokens(ctx, which=which)
     for info, now in done:
-        who = f"{info.principal.kind} {info.principal.subject}"
+        who = line_safe(f"{info.principal.kind} {info.principal.subject}")
         if now:
             click.echo(f"revoked {info.id} ({who})")
         else:
