@@ -1,6 +1,7 @@
 """Duration strings of the policy and the API: ``45s``, ``30m``, ``2h``, ``1h30m``, ``PT2H``.
 
-Invariant: a parsed duration is always strictly positive.
+Invariants: a parsed duration is always strictly positive; a duration is written in ASCII
+(digits 0-9 only).
 """
 
 from __future__ import annotations
@@ -8,9 +9,12 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-_SHORT = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# ASCII digits only: ``\d`` alone also takes Arabic-Indic, fullwidth or mathematical
+# digits, which ``int()`` then reads
+_SHORT = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", re.ASCII)
 _ISO = re.compile(
-    r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
+    r"P(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?",
+    re.ASCII,
 )
 _MAX = timedelta(days=3650)
 
@@ -40,13 +44,13 @@ def parse_duration(text: str) -> timedelta:
 
 
 def _parse(raw: str) -> timedelta | None:
-    if not raw:
+    if not raw or not raw.isascii():  # nor a letter that upper() makes ASCII (long s: S)
         return None
-    short = _SHORT.match(raw)
+    short = _SHORT.fullmatch(raw)
     if short and any(short.groups()):
         w, d, h, m, s = (int(x) if x else 0 for x in short.groups())
         return timedelta(weeks=w, days=d, hours=h, minutes=m, seconds=s)
-    iso = _ISO.match(raw.upper())
+    iso = _ISO.fullmatch(raw.upper())
     if iso and any(iso.groups()):
         w, d, h, m = (int(x) if x else 0 for x in iso.groups()[:4])
         seconds = float(iso.group(5)) if iso.group(5) else 0.0

@@ -1,6 +1,7 @@
 """The tick loop: runs ``lifecycle.tick`` every ``interval`` seconds until stopped.
 
-A failing tick is logged and retried on the next one; it never stops the loop.
+A failing tick is logged and retried on the next one; it never stops the loop. While the
+database is unavailable that is one line per kind of failure, not a traceback per tick.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from jitgate.entrypoints.api.problems import DATABASE_UNAVAILABLE, first_line
 from jitgate.service import lifecycle
 from jitgate.service.context import Context
 
@@ -32,13 +34,18 @@ class Scheduler:
         return report
 
     def run_forever(self) -> None:
+        outage = Outage()
         while not self.stopped.is_set():
             try:
                 report = self.run_once()
-                if report.total:
-                    log.info("tick: %s", report)
+            except DATABASE_UNAVAILABLE as exc:
+                outage.failed(exc)
             except Exception:
                 log.exception("tick failed; retrying on the next one")
+            else:
+                outage.over()
+                if report.total:
+                    log.info("tick: %s", report)
             self.stopped.wait(self.interval)
 
     def start(self) -> None:
@@ -51,3 +58,28 @@ class Scheduler:
         self.stopped.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+class Outage:
+    """The log of the database being unavailable to the tick: one WARNING line per kind of
+    failure (its first line) until a tick works again, then one line; each traceback at
+    DEBUG only. An outage of a minute is two or three lines, not sixty tracebacks."""
+
+    KINDS = 50  # kinds remembered at most; past that, they are said again
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def failed(self, exc: Exception) -> None:
+        said = first_line(exc)
+        if said not in self.seen:
+            if len(self.seen) >= self.KINDS:
+                self.seen.clear()
+            self.seen.add(said)
+            log.warning("database unavailable: %s; retrying", said)
+        log.debug("the traceback of that failure", exc_info=exc)
+
+    def over(self) -> None:
+        if self.seen:
+            self.seen.clear()
+            log.warning("database available again; the tick runs")

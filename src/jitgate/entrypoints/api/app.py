@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -115,28 +116,102 @@ def create_app(app: App, *, token_watch_seconds: float = WATCH_SECONDS) -> FastA
     api.include_router(routes_integrations.router)
     api.include_router(routes_backends.router)
     api.include_router(web_routes.router)
-    _register_problem_schema(api)
+    _document(api)
     api.add_middleware(RequestLimits)
     api.fast = AuthorizeFastPath(api.framework, app, api.state.token_cache)
     return api
 
 
-def _register_problem_schema(api: FastAPI) -> None:
+def _document(api: FastAPI) -> None:
+    """The OpenAPI schema as FastAPI builds it from the routes, plus what the routes do not
+    say: the problem schema, the bearer token, the answers every operation can give."""
     original = api.openapi
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema:
             return api.openapi_schema
         schema = original()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components["Problem"] = Problem.model_json_schema()
-        components["AuthorizeBody"] = AuthorizeBody.model_json_schema()  # read by its route
-        schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        components = schema.setdefault("components", {})
+        models = components.setdefault("schemas", {})
+        models["Problem"] = Problem.model_json_schema()
+        models["AuthorizeBody"] = AuthorizeBody.model_json_schema()  # read by its route
+        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        components["responses"] = copy.deepcopy(SHARED_RESPONSES)
         schema["security"] = [{"bearer": []}]
+        schema["info"]["description"] += SHARED_ANSWERS
+        for path, operations in schema["paths"].items():
+            for operation in operations.values():
+                _document_answers(path, operation)
         api.openapi_schema = schema
         return schema
 
     api.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_answers(path: str, operation: dict[str, Any]) -> None:
+    """The answers ``RequestLimits`` and the problem handlers give besides the route's own,
+    on each operation where a call of its shape can get them. The probes take no token
+    and give only their own answers."""
+    responses = operation["responses"]
+    if path in PROBES:
+        operation["security"] = []
+        operation["responses"] = {"200": responses["200"], **PROBES[path]}
+        return
+    if any(p.get("in") in ("path", "query") for p in operation.get("parameters", ())):
+        responses["400"] = _shared("BadRequest")  # a NUL in a value
+    if "requestBody" in operation:
+        responses["413"] = _shared("PayloadTooLarge")
+        responses["415"] = _shared("UnsupportedMediaType")
+    responses["503"] = _shared("ServiceUnavailable")  # every token is looked up there
+
+
+def _shared(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+SHARED_RESPONSES = {
+    "BadRequest": problems.problem_response("The URL holds a NUL character (%00)"),
+    "MethodNotAllowed": problems.problem_response(
+        "The path does not take this method",
+        Allow={"description": "The methods it takes", "schema": {"type": "string"}},
+    ),
+    "PayloadTooLarge": problems.problem_response(f"The body is larger than {MAX_BODY} bytes"),
+    "UnsupportedMediaType": problems.problem_response(
+        "The body is not sent as JSON: send Content-Type: application/json"
+    ),
+    "ServiceUnavailable": problems.problem_response(
+        "The database is unavailable right now; nothing was changed, try again",
+        **{"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+    ),
+}
+SHARED_ANSWERS = f"""
+
+Every error is an RFC 9457 problem (`application/problem+json`). Besides each operation's
+own: a URL with a NUL character (`%00`) gets 400; a body over {MAX_BODY} bytes, 413; a
+body not sent as JSON, 415; a method a path does not take, 405 with `Allow`; and while the
+database is unavailable, 503 with `Retry-After`. `/healthz` and `/readyz` take no token."""
+# the probes (``routes_admin``): no token, and only their own answers
+PROBES: dict[str, dict[str, Any]] = {
+    "/healthz": {},
+    "/readyz": {
+        "503": {
+            "description": "Not ready: the database is unreachable, or its schema is not "
+            "this jitgate's",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "status": {"type": "string", "enum": ["unavailable"]},
+                            "detail": {"type": "string"},
+                        },
+                        "required": ["status", "detail"],
+                    }
+                }
+            },
+        }
+    },
+}
 
 
 def serve_api(api: FastAPI, host: str, port: int) -> None:

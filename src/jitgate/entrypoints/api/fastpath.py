@@ -6,7 +6,8 @@ token cache (checked against the database in the last seconds), with no query st
 a small JSON body that ``AuthorizeBody`` accepts, is answered here by
 ``routes_service.answer``, the function the route itself uses. Everything else goes on to
 the app unchanged, the body read so far handed on with it: no or unknown token, a person's
-token, a bad or large body, a domain error (an unknown resource). The route
+token, a body that is not JSON by its Content-Type (``problems.is_json``, the route's own
+test), a bad or large body, a domain error (an unknown resource). The route
 ``routes_service.authorize`` stays the endpoint's definition (OpenAPI, every error answer);
 this skips only the framework's routing, request object, middleware and exception layers,
 which cost more than the answer itself (``bench/README.md``, fifth round). So FastAPI's
@@ -23,12 +24,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jitgate.bootstrap import App
 from jitgate.entrypoints.api.auth import TokenCache, bearer, cached
+from jitgate.entrypoints.api.problems import is_json
 from jitgate.entrypoints.api.routes_service import answer
 from jitgate.entrypoints.api.schemas import AuthorizeBody
 
 PATH = "/v1/authorize"
 SMALL_BODY = 4096  # an authorize body is about 100 bytes; larger ones take the route
-HEADERS = [(b"content-type", b"application/json")]
+JSON = b"application/json"
+HEADERS = [(b"content-type", JSON)]
 
 
 class AuthorizeFastPath:
@@ -44,10 +47,14 @@ class AuthorizeFastPath:
             return False
         if scope.get("query_string"):
             return False
-        headers = {name.lower(): value for name, value in scope["headers"]}
+        # the first of a repeated header, as the route reads it (``request.headers.get``)
+        headers = {name.lower(): value for name, value in reversed(scope["headers"])}
         length = headers.get(b"content-length", b"")
         if not length.isdigit() or int(length) > SMALL_BODY:
             return False
+        media = headers.get(b"content-type", b"")
+        if media != JSON and not is_json(media.decode("latin-1")):
+            return False  # the route's 415 (or its 422, for an empty body)
         token = bearer(headers.get(b"authorization", b"").decode("latin-1"))
         now = time.monotonic()
         who = cached(self.cache, token, now, self.jitgate.ctx.clock.now) if token else None

@@ -41,6 +41,18 @@ TITLES = {
     500: "Internal error",
     503: "Service unavailable",
 }
+NOT_JSON = "the body must be JSON: send Content-Type: application/json"
+UNREADABLE_UTF8 = "the body is not valid UTF-8"
+UNREADABLE_NUMBER = "a number in the body is too large"
+UNREADABLE_DEPTH = "the body nests too deeply"
+UNREADABLE_BODY = (UNREADABLE_UTF8, UNREADABLE_NUMBER, UNREADABLE_DEPTH)
+FASTAPI_UNREADABLE = "There was an error parsing the body"  # its 400, raised from the cause
+# the same three as pydantic's JSON reader words them (``ctx.error``, "… at line 1 column 7")
+UNREADABLE_JSON = {
+    "invalid unicode code point": UNREADABLE_UTF8,
+    "number out of range": UNREADABLE_NUMBER,
+    "recursion limit exceeded": UNREADABLE_DEPTH,
+}
 
 
 def problem(
@@ -64,6 +76,8 @@ def _domain(_: Request, exc: Exception) -> JSONResponse:
 
 def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if _not_read_as_json(exc):
+        return problem(415, NOT_JSON)
     found = [(list(e.get("loc", ())), _message(e)) for e in exc.errors()[:10]]
     parts = [f"{_where(loc, message)}: {message}" for loc, message in found]
     errors = [{"loc": loc, "msg": message} for loc, message in found]
@@ -79,6 +93,9 @@ def _message(error: dict[str, Any]) -> str:
             return f"the body is not valid JSON (it breaks at character {loc[-1]})"
         # pydantic's own reader (routes that read their body): "… at line 1 column 7"
         said = str((error.get("ctx") or {}).get("error", ""))
+        plain = next((m for start, m in UNREADABLE_JSON.items() if said.startswith(start)), None)
+        if plain is not None:
+            return plain
         line, _, column = said.rpartition(" at line ")[2].partition(" column ")
         if line.isdigit() and column.isdigit():
             return f"the body is not valid JSON (it breaks at line {line}, column {column})"
@@ -87,27 +104,65 @@ def _message(error: dict[str, Any]) -> str:
 
 
 def _where(loc: list[Any], message: str) -> str:
-    if message.startswith("the body is not valid JSON"):
+    if message.startswith("the body is not valid JSON") or message in UNREADABLE_BODY:
         return "body"
     return ".".join(str(p) for p in loc if p != "body") or "body"
 
 
 def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    said = _unreadable(exc.__cause__) if exc.detail == FASTAPI_UNREADABLE else None
+    if said is not None:  # bad JSON like any other, with what was wrong
+        return problem(422, f"body: {said}", errors=[{"loc": ["body"], "msg": said}])
     return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+def _unreadable(cause: BaseException | None) -> str | None:
+    """What was wrong with a JSON body Python's ``json`` could not read (FastAPI raises its
+    400 from this cause); ``None`` when the 400 did not come from reading a body."""
+    if isinstance(cause, UnicodeDecodeError):
+        return UNREADABLE_UTF8
+    if isinstance(cause, RecursionError):
+        return UNREADABLE_DEPTH
+    if isinstance(cause, ValueError):  # "Exceeds the limit (4300 digits) for integer …"
+        return UNREADABLE_NUMBER if "digits" in str(cause) else "the body is not valid JSON"
+    return None
+
+
+def _not_read_as_json(exc: RequestValidationError) -> bool:
+    """A body FastAPI did not read as JSON because its Content-Type is not JSON: it then
+    validates (and fails) the raw bytes, and hands them on as ``exc.body``."""
+    in_body = any(tuple(e.get("loc") or ())[:1] == ("body",) for e in exc.errors())
+    return in_body and isinstance(exc.body, bytes)
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether FastAPI reads a body sent with this ``Content-Type`` as JSON:
+    ``application/json`` or ``application/*+json``, parameters (``charset``) allowed, as
+    ``email.message`` parses the header; none at all is not (FastAPI's strict default).
+    The authorize route and its fast path use this very test, so the three agree."""
+    if not content_type:
+        return False
+    media = content_type.partition(";")[0].strip().lower()
+    if media.count("/") != 1:
+        return False
+    kind, subtype = media.split("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 def _database_down(_: Request, exc: Exception) -> JSONResponse:
     """The database cannot be reached (down, restarting, a lost connection) or is too busy
     (SQLite's busy timeout): 503 with ``Retry-After``, one log line, no traceback. Nothing
     was changed: a write commits whole or not at all."""
-    log.warning("database unavailable: %s", _first_line(exc))
+    log.warning("database unavailable: %s", first_line(exc))
     return problem(
         503, "the database is unavailable right now; try again", headers={"Retry-After": "5"}
     )
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: BaseException) -> str:
+    """``OperationalError: connection failed: …``: the error in one line, without the SQL
+    statement and the link SQLAlchemy adds."""
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
 
@@ -126,10 +181,15 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {
-        "description": TITLES[code],
+def problem_response(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI response: a problem, with ``headers`` (name: header object) if any."""
+    answer = {
+        "description": description,
         "content": {MEDIA: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
-    for code in (401, 403, 404, 409, 422)
+    return {**answer, "headers": headers} if headers else answer
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: problem_response(TITLES[code]) for code in (401, 403, 404, 409, 422)
 }

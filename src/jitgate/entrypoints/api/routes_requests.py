@@ -46,14 +46,20 @@ def encode_cursor(value: tuple[str, str] | None) -> str | None:
 
 
 def decode_cursor(value: str | None) -> tuple[str, str] | None:
+    """The place ``encode_cursor`` wrote, from exactly the text it gave: base64 read
+    strictly (a character outside its alphabet is refused, not skipped) and only if it
+    reads back the same, so a cursor with anything added or changed is not taken."""
     if not value:
         return None
     try:
-        created, rid = json.loads(base64.urlsafe_b64decode(value.encode()))
+        raw = base64.b64decode(value, altchars=b"-_", validate=True)
+        if base64.urlsafe_b64encode(raw).decode() != value:
+            raise ValueError("not as encode_cursor writes it")
+        created, rid = json.loads(raw)
         datetime.fromisoformat(str(created))  # where the previous page ended
         return str(created), str(rid)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise Invalid("cursor is not one this server gave out") from None
+        raise Invalid("cursor: not a cursor this server gave") from None
 
 
 @router.post("", status_code=201, response_model=s.RequestOut)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
 from jitgate.bootstrap import App
 from jitgate.entrypoints.api import schemas as s
 from jitgate.entrypoints.api.auth import AppDep, ServiceDep, gateway_app
-from jitgate.entrypoints.api.problems import PROBLEM_RESPONSES
+from jitgate.entrypoints.api.problems import NOT_JSON, PROBLEM_RESPONSES, is_json
 from jitgate.service import access, queries
 
 router = APIRouter(prefix="/v1", tags=["gateways"], responses=PROBLEM_RESPONSES)
@@ -23,10 +23,13 @@ async def authorize(request: Request) -> Response:
     """The gateway's question. Most calls never reach this route: ``fastpath`` answers
     those with a cached service token and a valid body in front of the framework, with
     ``answer`` below; this route is the endpoint's definition and answers the rest."""
-    # the token, then the body (``AuthorizeBody``, the same 422 as any body), checked here
-    # rather than by FastAPI's dependency resolution (about 15% of this call in-process)
+    # the token, then the body (``AuthorizeBody``, the same 415 and 422 as any body), checked
+    # here rather than by FastAPI's dependency resolution (about 15% of this call in-process)
     app = await gateway_app(request)
-    body = s.read_body(s.AuthorizeBody, await request.body())
+    raw = await request.body()
+    if raw and not is_json(request.headers.get("content-type")):
+        raise HTTPException(415, NOT_JSON)
+    body = s.read_body(s.AuthorizeBody, raw)
     return Response(await answer(app, body), media_type="application/json")
 
 
