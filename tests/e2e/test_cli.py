@@ -316,3 +316,24 @@ def test_serve_refuses_an_unusable_setting_by_name(tmp_path: Path) -> None:
         "worker", "--policy", policy, "--db", db, env={"JITGATE_NOTIFY_CONCURRENCY": "2.5"}
     )
     one_line_error(bad_delivery, "JITGATE_NOTIFY_CONCURRENCY must be a whole number")
+
+
+def test_serve_on_a_busy_port_fails_in_one_line_before_anything_runs(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run(
+            "serve",
+            "--policy",
+            str(REPO / "examples" / "policy.yaml"),
+            "--db",
+            f"sqlite:///{tmp_path}/busy.db",
+            "--port",
+            str(port),
+        )
+    one_line_error(done, f"cannot listen on 127.0.0.1:{port}")
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "busy.db").exists()  # nothing migrated, audited or ticked

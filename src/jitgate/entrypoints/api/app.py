@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -214,7 +215,7 @@ PROBES: dict[str, dict[str, Any]] = {
 }
 
 
-def serve_api(api: FastAPI, host: str, port: int) -> None:
+def serve_api(api: FastAPI, host: str, port: int, sock: socket.socket | None = None) -> None:
     """Serve ``api`` as ``jitgate serve`` does: one uvicorn worker (uvloop and httptools,
     which uvicorn picks when installed), no access log.
 
@@ -231,4 +232,8 @@ def serve_api(api: FastAPI, host: str, port: int) -> None:
     api.openapi()
     gc.collect()
     gc.freeze()
-    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+    if sock is None:
+        uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+        return
+    config = uvicorn.Config(api, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])  # bound already: see ``jitgate serve``

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from types import FrameType
@@ -13,6 +14,7 @@ import click
 
 from jitgate.entrypoints.cli.common import (
     db_option,
+    fail,
     friendly,
     opened,
     policy_option,
@@ -113,15 +115,34 @@ def serve(policy_path: str, db_url: str, host: str, port: int, migrate: bool) ->
     from jitgate.entrypoints.scheduler import Scheduler
 
     _log_to_stderr()
+    sock = _listen(host, port)  # a busy port fails here, before a migration or a tick
     app = _app(policy_path, db_url, migrate, host=host, port=port)
     _on_sighup(app)
     scheduler = Scheduler(app.ctx, app.settings.tick_seconds, extra=_jobs(app))
     scheduler.start()
     try:
-        serve_api(create_app(app), host, port)
+        serve_api(create_app(app), host, port, sock)
     finally:
         scheduler.stop()
         app.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything runs; one line if the port is taken."""
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    return sock
 
 
 @click.command()
