@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from served import Served
 from test_bad_input import assert_problem
+
+from served import Served
 
 
 @pytest.mark.parametrize("since", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+01:00"])

@@ -16,7 +16,7 @@ from jitgate.adapters.db.engine import normalise_url
 from jitgate.domain.creation import Draft
 from jitgate.domain.request import AccessRequest
 from jitgate.domain.states import State
-from jitgate.service import access, lifecycle, queries
+from jitgate.service import access, evidence, lifecycle, queries
 from jitgate.service.context import Context
 from jitgate.service.decisions import approve_request, deny_request, revoke_request
 from jitgate.service.ports import AuditQuery
@@ -52,7 +52,7 @@ def _active_prod_grant(ctx: Context) -> AccessRequest:
 
 
 def _evidence(ctx: Context, request_id: str) -> dict[str, Any]:
-    return queries.evidence(ctx, request_id=request_id, viewer=SEC)
+    return evidence.evidence(ctx, request_id=request_id, viewer=SEC)
 
 
 def _write(db_url: str, *statements: sa.Executable) -> None:

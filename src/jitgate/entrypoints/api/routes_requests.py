@@ -20,6 +20,7 @@ from jitgate.entrypoints.api.problems import PROBLEM_RESPONSES
 from jitgate.service import decisions, queries
 from jitgate.service import requests as use
 from jitgate.service.context import Context
+from jitgate.service.evidence import evidence as request_evidence
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"], responses=PROBLEM_RESPONSES)
 
@@ -170,4 +171,4 @@ def sessions(request_id: str, app: AppDep, who: UserDep) -> s.SessionPage:
 
 @router.get("/{request_id}/evidence")
 def evidence(request_id: str, app: AppDep, who: UserDep) -> dict[str, Any]:
-    return queries.evidence(app.ctx, request_id=request_id, viewer=who)
+    return request_evidence(app.ctx, request_id=request_id, viewer=who)
