@@ -49,12 +49,12 @@ def inert(text: str) -> None:
 
 
 def slack_inert(body: dict[str, Any]) -> None:
-    """mrkdwn text is escaped; the reason is one literal ``text`` element of a rich_text
-    block (where a mention or a link could only be an element of its own)."""
-    (reason,) = [b for b in body["blocks"] if b["type"] == "rich_text"]
-    inert(json.dumps({**body, "blocks": [b for b in body["blocks"] if b is not reason]}))
-    kinds = [e["type"] for s in reason["elements"] for e in s["elements"]]
-    assert kinds == ["text", "text"]
+    """mrkdwn text is escaped; the facts and the reason are literal ``text`` elements of
+    rich_text blocks (where a mention or a link could only be an element of its own)."""
+    literal = [b for b in body["blocks"] if b["type"] == "rich_text"]
+    inert(json.dumps({**body, "blocks": [b for b in body["blocks"] if b not in literal]}))
+    kinds = {e["type"] for b in literal for s in b["elements"] for e in s["elements"]}
+    assert len(literal) == 2 and kinds == {"text"}
 
 
 @pytest.fixture

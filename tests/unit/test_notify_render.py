@@ -92,22 +92,24 @@ def test_slack_block_kit_round_trips_and_is_inert() -> None:
     body = slack.body(message(), interactive=False)
     parsed = [b.to_dict() for b in Block.parse_all(body["blocks"])]
     assert parsed == body["blocks"]
-    reason = next(b for b in body["blocks"] if b["type"] == "rich_text")
-    rest = {**body, "blocks": [b for b in body["blocks"] if b is not reason]}
+    facts, reason = [b for b in body["blocks"] if b["type"] == "rich_text"]
+    rest = {**body, "blocks": [b for b in body["blocks"] if b not in (facts, reason)]}
     text = json.dumps(rest, ensure_ascii=False)
     assert_inert_text(text)
-    assert "&lt;@U123&gt;" in text
     # the reason is literal text: one plain text element, no mention, link or broadcast one
     (section,) = reason["elements"]
     label, said = section["elements"]
     assert label == {"type": "text", "text": "Reason:\n", "style": {"bold": True}}
     assert said == {"type": "text", "text": INJECTIONS.replace("\r\n", "\n")}
-    sections = [b for b in body["blocks"] if b["type"] == "section"]
-    objects = [o for s in sections for o in (s.get("fields") or [s.get("text")])]
-    assert all(o["type"] == "mrkdwn" and o["verbatim"] is True for o in objects)
-    facts = " ".join(o["text"] for o in objects)
+    # so are the facts: bold labels, literal values; no mrkdwn carries user text
+    (section,) = facts["elements"]
+    assert {e["type"] for e in section["elements"]} == {"text"}
+    values = " ".join(e["text"] for e in section["elements"] if "style" not in e)
     for needle in ("jane.doe@example.com", "sre-oncall", "prod-db-01", "2 hours", "high"):
-        assert needle in facts
+        assert needle in values
+    assert "incident-response <@U123>" in values  # as typed: a text element mentions no one
+    sections = [b for b in body["blocks"] if b["type"] == "section"]
+    assert sections == []
     assert "2b7f6c1e-0000-4000-8000-000000000001" in body["text"]
 
 

@@ -7,17 +7,23 @@ Invariants:
   ``Forbidden``; the decision itself goes through ``decisions``, so the requester never
   approves their own request and eligibility is checked like any approval;
 - a link works once: the first decision through it is recorded, every later use is ``Gone``,
-  as is a link past its expiry or for a request that is no longer pending.
+  as is a link past its expiry or for a request that is no longer pending. A use is
+  reserved before the decision (so racing uses give one outcome) and released when the
+  decision does not happen, so a link is never spent, nor said to be used, by a decision
+  that failed;
+- the confirmation page is offered only for a decision that can happen: an Approve link of
+  a person who has already approved shows that instead (``Gone``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from jitgate.domain.approval import same_person
+from jitgate.domain.approval import Approval, same_person
 from jitgate.domain.errors import Conflict, Forbidden, Gone, Invalid, NotFound
 from jitgate.domain.request import AccessRequest
 from jitgate.domain.states import State
@@ -25,6 +31,7 @@ from jitgate.service import decisions
 from jitgate.service.context import Context
 from jitgate.service.ports import UnitOfWork
 
+log = logging.getLogger("jitgate.links")
 Action = Literal["approve", "deny", "view"]
 PageKind = Literal["confirm", "view", "gone", "forbidden", "missing"]
 
@@ -60,6 +67,10 @@ class LinkUse:
 
 class LinkUses(Protocol):
     def reserve(self, use: LinkUse) -> bool: ...
+    def release(self, use: LinkUse) -> None:
+        """Delete ``use`` (reserved by this caller), making the link usable again."""
+        ...
+
     def find(self, key: str) -> LinkUse | None: ...
 
 
@@ -128,6 +139,13 @@ def _judge(
         return LinkPage("gone", link, request, outcome_text(request, now), person)
     if now >= link.expires_at:
         return LinkPage("gone", link, request, "This link has expired.", person)
+    mine = _approval_by(request, person)
+    if link.action == "approve" and mine is not None:  # approving twice always fails
+        text = (
+            f"You already approved this request at {mine.at:%Y-%m-%d %H:%M} UTC "
+            f"(via {mine.via}); it is waiting for other approvals."
+        )
+        return LinkPage("gone", link, request, text, person)
     if person == request.requester:
         text = "You asked for this access: the requester can never decide their own request."
         return LinkPage("forbidden", link, request, text, person)
@@ -158,22 +176,28 @@ def decide_from_link(
     text = (comment or "").strip() or None
     if link.action == "deny" and text is None:  # SPEC §3: on every path, as in the API
         raise Invalid("a deny needs a reason: say why in the box, then deny again")
-    _reserve(ctx, uses_of, link, person)
+    use = _reserve(ctx, uses_of, link, person)
     try:
-        if link.action == "approve":
-            result = decisions.approve_request(
-                ctx, request_id=link.request_id, approver=person, comment=text, via="link"
-            )
-        else:
-            result = decisions.deny_request(
-                ctx, request_id=link.request_id, approver=person, reason=text or "", via="link"
-            )
-    except Conflict as exc:
-        raise Gone(str(exc)) from None
+        result = _decide(ctx, link, person, text)
+    except Exception as exc:
+        _undo(ctx, uses_of, use, link, page.request)
+        if isinstance(exc, Conflict):
+            raise Gone(str(exc)) from None
+        raise
     return LinkOutcome(result.request, link.action, person)
 
 
-def _reserve(ctx: Context, uses_of: LinkUsesOf, link: Link, person: str) -> None:
+def _decide(ctx: Context, link: Link, person: str, text: str | None) -> decisions.Decision:
+    if link.action == "approve":
+        return decisions.approve_request(
+            ctx, request_id=link.request_id, approver=person, comment=text, via="link"
+        )
+    return decisions.deny_request(
+        ctx, request_id=link.request_id, approver=person, reason=text or "", via="link"
+    )
+
+
+def _reserve(ctx: Context, uses_of: LinkUsesOf, link: Link, person: str) -> LinkUse:
     now = ctx.clock.now()
     use = LinkUse(use_key(link.request_id, person), link.request_id, person, link.action, now)
     with ctx.uow() as uow:
@@ -181,6 +205,52 @@ def _reserve(ctx: Context, uses_of: LinkUsesOf, link: Link, person: str) -> None
         uow.commit()
     if not fresh:
         raise Gone("this link was already used")
+    return use
+
+
+def _undo(
+    ctx: Context, uses_of: LinkUsesOf, use: LinkUse, link: Link, before: AccessRequest | None
+) -> None:
+    """Release ``use`` unless its decision was recorded after all; a failure here leaves
+    the link used (logged), and the decision's own error is what the caller hears."""
+    try:
+        if not _happened(ctx, link, use.subject, before):
+            _release(ctx, uses_of, use)
+    except Exception as exc:
+        log.error("link use for request %s not released: %s", link.request_id, exc)
+
+
+def _happened(ctx: Context, link: Link, person: str, before: AccessRequest | None) -> bool:
+    """Whether ``person``'s decision through ``link`` was recorded after all (a failure
+    after the decision committed): then the link stays used."""
+    with ctx.uow(write=False) as uow:
+        now = uow.requests.get(link.request_id)
+
+    def count(request: AccessRequest | None) -> int:
+        return sum(
+            1
+            for a in (request.approvals if request else ())
+            if same_person(a.approver, person) and a.decision == link.action and a.via == "link"
+        )
+
+    return count(now) > count(before)
+
+
+def _release(ctx: Context, uses_of: LinkUsesOf, use: LinkUse) -> None:
+    with ctx.uow() as uow:
+        uses_of(uow).release(use)
+        uow.commit()
+
+
+def _approval_by(request: AccessRequest, person: str) -> Approval | None:
+    return next(
+        (
+            a
+            for a in request.approvals
+            if a.decision == "approve" and same_person(a.approver, person)
+        ),
+        None,
+    )
 
 
 def claim_once(

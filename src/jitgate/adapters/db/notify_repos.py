@@ -5,7 +5,9 @@ writer) and never hands out a row while an earlier row of the same request, chan
 recipient is still undelivered, so a PagerDuty ``resolve`` never overtakes its ``trigger``;
 ``claim`` hands out only rows of the channels it is given (those the caller can send), and
 ``abandon`` only rows of channels it is not given, so a process never takes a row it
-cannot send; ``reserve`` inserts a use once and reports whether it was the first.
+cannot send; ``requeue`` resets only rows that failed, never one being sent; ``reserve``
+inserts a use once and reports whether it was the first, ``release`` takes back a use whose
+decision did not happen.
 """
 
 from __future__ import annotations
@@ -161,10 +163,8 @@ class SqlDeliveries:
 
     def find(self, *, failed_only: bool, limit: int) -> list[OutboxItem]:
         stmt = sa.select(OUT)
-        if failed_only:
-            stmt = stmt.where(
-                sa.or_(OUT.c.status == "dead", sa.and_(OUT.c.status != "sent", OUT.c.attempts > 0))
-            )
+        if failed_only:  # failed at least once and not sent; not a first send under way
+            stmt = stmt.where(_failed())
         stmt = stmt.order_by(OUT.c.created_at.desc(), OUT.c.id).limit(limit)
         return [_item(r) for r in self._conn.execute(stmt)]
 
@@ -173,12 +173,23 @@ class SqlDeliveries:
         return _item(row) if row else None
 
     def requeue(self, item_id: str, now: datetime) -> bool:
+        """Only a dead row, or one waiting to retry after a failure: never one being sent
+        (the condition is part of the UPDATE, so a row claimed meanwhile is left alone)."""
+        retrying = sa.and_(OUT.c.status == "pending", OUT.c.last_error.is_not(None))
         result = self._conn.execute(
             OUT.update()
-            .where(OUT.c.id == item_id, OUT.c.status != "sent")
+            .where(OUT.c.id == item_id, sa.or_(OUT.c.status == "dead", retrying))
             .values(status="pending", attempts=0, next_attempt_at=now)
         )
         return bool(result.rowcount)
+
+
+def _failed() -> sa.ColumnElement[bool]:
+    """Rows that failed at least once and are not sent: dead, retrying, or being sent again
+    after a failure (``last_error`` is kept until the row is sent)."""
+    return sa.or_(
+        OUT.c.status == "dead", sa.and_(OUT.c.status != "sent", OUT.c.last_error.is_not(None))
+    )
 
 
 class SqlLinkUses:
@@ -199,6 +210,13 @@ class SqlLinkUses:
             stmt = sqlite.insert(U).values(**values).on_conflict_do_nothing()
         # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING
         return self._conn.execute(stmt.returning(U.c.key)).first() is not None
+
+    def release(self, use: LinkUse) -> None:
+        self._conn.execute(
+            U.delete().where(
+                U.c.key == use.key, U.c.subject == use.subject, U.c.action == use.action
+            )
+        )
 
     def find(self, key: str) -> LinkUse | None:
         row = self._conn.execute(sa.select(U).where(U.c.key == key)).first()

@@ -6,7 +6,9 @@ and bad values (``jitgate.adapters.policy.plugins``). Both are optional for thir
 
 Invariants: a URL or secret read from the environment is never put in an error, a log line
 or a ``DeliveryFailed`` reason; a 2xx answer is success, 408/425/429/5xx and network errors
-are retried (``Retry-After`` honoured), any other 4xx is permanent.
+are retried (``Retry-After`` honoured, in seconds or as an HTTP date), any other 4xx is
+permanent; a send ends by its deadline (``deadline.DeadlineTransport``), as
+``timed out after Ns``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
 
 import httpx
 
 from jitgate.service.delivery import DeliveryFailed, Notifier
+from jitgate.service.delivery_deadline import timeout_reason, within
 
 Mode = Literal["person", "channel"]
 AUDIENCES: tuple[Mode, ...] = ("person", "channel")
@@ -92,15 +97,20 @@ def send_http(
     all_headers = {"content-type": "application/json", "user-agent": USER_AGENT}
     all_headers.update(headers or {})
     try:
-        response = http.post(url, content=body, headers=all_headers, timeout=timeout)
-    except httpx.TimeoutException:
-        raise DeliveryFailed("timed out") from None
-    except httpx.TransportError as exc:
-        raise DeliveryFailed(f"connection failed ({type(exc).__name__})") from None
+        response = http.post(url, content=body, headers=all_headers, timeout=within(timeout))
     except httpx.HTTPError as exc:
-        raise DeliveryFailed(f"HTTP error ({type(exc).__name__})") from None
+        raise http_failure(exc) from None
     check_status(response)
     return response
+
+
+def http_failure(exc: httpx.HTTPError) -> DeliveryFailed:
+    """What went wrong, without the URL (``str(exc)`` may hold it)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return DeliveryFailed(timeout_reason())
+    if isinstance(exc, httpx.TransportError):
+        return DeliveryFailed(f"connection failed ({type(exc).__name__})")
+    return DeliveryFailed(f"HTTP error ({type(exc).__name__})")
 
 
 def check_status(response: httpx.Response) -> None:
@@ -113,12 +123,23 @@ def check_status(response: httpx.Response) -> None:
     )
 
 
-def retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
+def retry_after(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """Seconds the peer asks us to wait: ``Retry-After`` as seconds or as an HTTP date
+    (RFC 9110 §10.2.3); ``None`` when absent or unreadable. The caller caps it."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 850 and asctime dates carry no zone: they are GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def dumps(body: Any) -> bytes:

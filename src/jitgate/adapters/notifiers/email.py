@@ -6,19 +6,24 @@ false), ``username_env``/``password_env``, ``sender``, ``ca_file`` (a CA bundle 
 private relay).
 
 Invariants: the HTML part is rendered by Jinja2 with autoescaping; header values are free of
-CR/LF and other control characters; ``Message-ID`` is derived from the outbox id, stable
-across retries; credentials never appear in an error.
+CR/LF and other control characters; ``Message-ID`` is ``<outbox-id@jitgate.host>``, the
+same on every retry; the whole SMTP exchange ends by the send's deadline; credentials never
+appear in an error.
 """
 
 from __future__ import annotations
 
+import re
 import smtplib
+import socket
 import ssl
 from collections.abc import Mapping
+from contextlib import suppress
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from functools import lru_cache
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
 
@@ -29,6 +34,7 @@ from jitgate.adapters.notifiers.base import (
     setting,
     unset,
 )
+from jitgate.adapters.notifiers.deadline import Cutoff
 from jitgate.adapters.notifiers.render import facts, one_line, plain, title
 from jitgate.adapters.plugin_config import (
     ConfigProblem,
@@ -38,7 +44,10 @@ from jitgate.adapters.plugin_config import (
     whole_problems,
 )
 from jitgate.service.delivery import DeliveryFailed, Sent
+from jitgate.service.delivery_deadline import timeout_reason, within
 from jitgate.service.notifications import Message
+
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9.-]")
 
 TEXT = """{{ title }}
 
@@ -98,13 +107,60 @@ def compose(message: Message, sender: str) -> EmailMessage:
     subject = f"{title(message)}: {message.request.requester} ({message.request.id})"
     mail["Subject"] = one_line(subject, 200)
     mail["Date"] = formatdate(usegmt=True)
-    domain = sender.rpartition("@")[2] or "jitgate"
-    mail["Message-ID"] = make_msgid(idstring=message.id or None, domain=one_line(domain, 100))
+    mail["Message-ID"] = message_id(message, sender)
     mail["X-Jitgate-Request"] = one_line(message.request.id, 64)
     mail["Auto-Submitted"] = "auto-generated"
     mail.set_content(_templates().get_template("mail.txt").render(context))
     mail.add_alternative(_templates().get_template("mail.html").render(context), subtype="html")
     return mail
+
+
+def message_id(message: Message, sender: str) -> str:
+    """``<outbox-id@jitgate.host>``, the host of ``public_url`` (from the View link) or of the
+    sender: the same on every attempt, so a mail sent twice is one message to mail clients."""
+    view = message.links.view
+    host = (urlsplit(view).hostname if view else None) or sender.rpartition("@")[2]
+    domain = _ID_UNSAFE.sub("", host or "").strip(".-")[:100] or "localhost"
+    local = _ID_UNSAFE.sub("", message.id)[:100]
+    if not local:  # no outbox row (a message composed for a preview): unique instead
+        return make_msgid(domain=f"jitgate.{domain}")
+    return f"<{local}@jitgate.{domain}>"
+
+
+class _Session:
+    """One send's SMTP connection, visible to its ``Cutoff`` from before it connects."""
+
+    smtp: smtplib.SMTP | None = None
+
+    def sock(self) -> socket.socket | None:
+        return getattr(self.smtp, "sock", None)
+
+
+class _SMTP(smtplib.SMTP):
+    def __init__(self, host: str, port: int, *, timeout: float, session: _Session) -> None:
+        session.smtp = self
+        super().__init__(host, port, timeout=timeout)
+
+
+class _SMTPS(smtplib.SMTP_SSL):
+    def __init__(
+        self, host: str, port: int, *, timeout: float, context: ssl.SSLContext, session: _Session
+    ) -> None:
+        session.smtp = self
+        super().__init__(host, port, timeout=timeout, context=context)
+
+
+def _failure(exc: Exception) -> DeliveryFailed:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return DeliveryFailed("recipient refused", retryable=False)
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return DeliveryFailed("SMTP login refused", status=exc.smtp_code, retryable=False)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        code = exc.smtp_code
+        return DeliveryFailed(f"SMTP {code}", status=code, retryable=code < 500)
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return DeliveryFailed("the server does not offer STARTTLS or AUTH", retryable=False)
+    return DeliveryFailed(f"SMTP connection failed ({type(exc).__name__})")
 
 
 class EmailNotifier:
@@ -158,38 +214,41 @@ class EmailNotifier:
         return ssl.create_default_context(cafile=self._ca_file)
 
     def send(self, message: Message) -> Sent:
+        """Hand the mail to the relay; the whole exchange ends by the send's deadline (the
+        connection is cut then, however slowly the server answers)."""
         mail = compose(message, self._sender)
-        try:
-            with self._connect() as smtp:
-                if self._starttls:
-                    smtp.starttls(context=self._tls())
-                    smtp.ehlo()
-                if self._username:
-                    smtp.login(self._username, self._password or "")
-                smtp.send_message(mail)
-        except smtplib.SMTPRecipientsRefused:
-            raise DeliveryFailed("recipient refused", retryable=False) from None
-        except smtplib.SMTPAuthenticationError as exc:
-            raise DeliveryFailed(
-                "SMTP login refused", status=exc.smtp_code, retryable=False
-            ) from None
-        except smtplib.SMTPResponseException as exc:
-            raise DeliveryFailed(
-                f"SMTP {exc.smtp_code}", status=exc.smtp_code, retryable=exc.smtp_code < 500
-            ) from None
-        except smtplib.SMTPNotSupportedError:
-            raise DeliveryFailed(
-                "the server does not offer STARTTLS or AUTH", retryable=False
-            ) from None
-        except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
-            raise DeliveryFailed(f"SMTP connection failed ({type(exc).__name__})") from None
+        session = _Session()
+        with Cutoff(session.sock) as cutoff:
+            try:
+                self._transfer(session, mail)
+            except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
+                if cutoff.fired:
+                    raise DeliveryFailed(timeout_reason()) from None
+                raise _failure(exc) from None
         return Sent(250)
 
-    def _connect(self) -> smtplib.SMTP:
+    def _transfer(self, session: _Session, mail: EmailMessage) -> None:
+        smtp = self._connect(session)
+        try:
+            if self._starttls:
+                smtp.starttls(context=self._tls())
+                smtp.ehlo()
+            if self._username:
+                smtp.login(self._username, self._password or "")
+            smtp.send_message(mail)
+        except BaseException:
+            smtp.close()
+            raise
+        with suppress(smtplib.SMTPException, OSError):  # accepted: a failed goodbye is no
+            smtp.quit()  # reason to send it again
+        smtp.close()
+
+    def _connect(self, session: _Session) -> smtplib.SMTP:
+        timeout = within(self._timeout)
         if self._ssl:
-            return smtplib.SMTP_SSL(
-                self._host, self._port, timeout=self._timeout, context=self._tls()
+            return _SMTPS(
+                self._host, self._port, timeout=timeout, context=self._tls(), session=session
             )
-        smtp = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
+        smtp = _SMTP(self._host, self._port, timeout=timeout, session=session)
         smtp.ehlo()
         return smtp

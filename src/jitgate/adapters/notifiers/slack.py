@@ -6,10 +6,10 @@ there instead when ``audience: channel``); ``signing_secret_env`` turns Approve 
 interactive buttons answered at ``POST /v1/integrations/slack/actions``; ``api_url``
 overrides ``https://slack.com/api``.
 
-Invariants: the reason, free text, is literal text in a ``rich_text`` block; every other
-user-supplied text is mrkdwn-escaped in ``verbatim`` text objects (no mentions, no
-auto-links); the request id is in every message; the webhook URL and the bot token never
-appear in an error.
+Invariants: every user-supplied text (the reason, the purpose, names, a deny reason) is
+literal text in a ``rich_text`` block, never mrkdwn, so it arrives as typed: no format, no
+mention, no link; the notification text is mrkdwn-escaped (no mentions, no auto-links); the
+request id is in every message; the webhook URL and the bot token never appear in an error.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from jitgate.adapters.notifiers.base import (
     audience_override,
     check_status,
     dumps,
+    http_failure,
     retry_after,
     send_http,
     setting,
@@ -48,10 +49,12 @@ from jitgate.adapters.plugin_config import (
     url_problems,
 )
 from jitgate.service.delivery import DeliveryFailed, Sent
+from jitgate.service.delivery_deadline import within
 from jitgate.service.notifications import Message
 
 API_URL = "https://slack.com/api"
 REASON_LIMIT = 2900
+FACT_LIMIT = 1000
 APPROVE = "jitgate.approve"
 DENY = "jitgate.deny"
 VIEW = "jitgate.view"
@@ -109,17 +112,25 @@ def reason_block(reason: str | None) -> dict[str, Any]:
     }
 
 
+def facts_block(message: Message) -> dict[str, Any]:
+    """The facts (user, roles, purpose, outcome with a deny reason...) as a ``rich_text``
+    block: bold labels, and each value one literal ``text`` element, like the reason, so
+    a name or a deny reason written ``*bold*``, `` `code` `` or ``~struck~`` stays as typed."""
+    elements: list[dict[str, Any]] = []
+    for i, (label, value) in enumerate(facts(message)):
+        line = "\n" if i else ""
+        elements.append({"type": "text", "text": f"{line}{label}: ", "style": {"bold": True}})
+        elements.append({"type": "text", "text": clipped(value, FACT_LIMIT, plain) or "-"})
+    return {"type": "rich_text", "elements": [{"type": "rich_text_section", "elements": elements}]}
+
+
 def blocks(message: Message, *, interactive: bool) -> list[dict[str, Any]]:
     """The Block Kit body of ``message``; Approve/Deny as interactive or link buttons."""
-    rows = facts(message)
-    fields = [mrkdwn(f"*{label}:*\n{clipped(value, 1900, slack_escape)}") for label, value in rows]
     out: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title(message), "emoji": True}},
-        {"type": "section", "fields": fields[:10]},
+        facts_block(message),
         reason_block(message.request.reason),
     ]
-    if len(fields) > 10:
-        out.append({"type": "section", "fields": fields[10:]})
     actions = _actions(message, interactive)
     if actions:
         out.append(
@@ -250,19 +261,19 @@ class SlackNotifier:
     def call(self, method: str, data: dict[str, Any], *, form: bool = False) -> httpx.Response:
         """Call a Slack Web API method with the bot token; raise unless ``ok``."""
         headers = {"authorization": f"Bearer {self._token}"}
+        url, timeout = f"{self._api}/{method}", within(10.0)
         try:
             if form:
-                response = self._http.post(f"{self._api}/{method}", data=data, headers=headers)
+                response = self._http.post(url, data=data, headers=headers, timeout=timeout)
             else:
                 response = self._http.post(
-                    f"{self._api}/{method}",
+                    url,
                     content=dumps(data),
                     headers={**headers, "content-type": "application/json"},
+                    timeout=timeout,
                 )
-        except httpx.TimeoutException:
-            raise DeliveryFailed("timed out") from None
         except httpx.HTTPError as exc:
-            raise DeliveryFailed(f"connection failed ({type(exc).__name__})") from None
+            raise http_failure(exc) from None
         check_status(response)
         answer = response.json() if response.content else {}
         if not answer.get("ok"):

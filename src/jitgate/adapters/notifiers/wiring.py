@@ -8,7 +8,12 @@ Environment variables are read here, when called, never at import time:
 - ``JITGATE_DELIVERY``: ``0`` turns delivery off in this process (an API-only replica);
 - ``JITGATE_WEB_USER_HEADER``: a header set by a trusted SSO proxy naming the signed-in
   person (e.g. ``X-Forwarded-Email``); when set, link pages trust it, and only it;
-- ``JITGATE_NOTIFY_MAX_ATTEMPTS``, ``JITGATE_NOTIFY_CONCURRENCY``: delivery tuning.
+- ``JITGATE_NOTIFY_MAX_ATTEMPTS``, ``JITGATE_NOTIFY_CONCURRENCY`` (per channel),
+  ``JITGATE_NOTIFY_TIMEOUT`` (seconds a send may take in all; the claim lease follows it):
+  delivery tuning.
+
+Invariant: the notifiers' HTTP client ends every send by its deadline
+(``deadline.DeadlineTransport``), whatever the peer does.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import httpx
 from jitgate.adapters.db.notify_repos import deliveries_of, link_uses_of
 from jitgate.adapters.links import HmacLinkSigner
 from jitgate.adapters.notifiers.base import NotifierDeps
+from jitgate.adapters.notifiers.deadline import deadline_client
 from jitgate.adapters.notifiers.registry import ChannelSet
 from jitgate.adapters.notifiers.slack import API_URL
 from jitgate.config import env_number
@@ -96,11 +102,14 @@ class NotifyRuntime:
         self.http.close()
 
 
-def _channels(env: Mapping[str, str], http: httpx.Client | None) -> tuple[ChannelSet, httpx.Client]:
-    client = http or httpx.Client(
-        timeout=httpx.Timeout(10.0, connect=5.0), limits=httpx.Limits(max_connections=32)
+def _channels(
+    env: Mapping[str, str], http: httpx.Client | None, options: DeliveryOptions
+) -> tuple[ChannelSet, httpx.Client]:
+    client = http or deadline_client(
+        httpx.Limits(max_connections=64), httpx.Timeout(10.0, connect=5.0)
     )
-    return ChannelSet(NotifierDeps(http=client, env=env)), client
+    deps = NotifierDeps(http=client, env=env, smtp_timeout=min(10.0, options.send_timeout))
+    return ChannelSet(deps), client
 
 
 def runtime(
@@ -114,11 +123,12 @@ def runtime(
     environ = dict(os.environ if env is None else env)
     for name in ("httpx", "httpcore"):  # they log request URLs, and webhook URLs are secrets
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
-    channels, client = _channels(environ, http)
+    options = options or _options(environ)
+    channels, client = _channels(environ, http, options)
     planner = RoutePlanner(channels.mode)
     ctx.planner = planner
     signer = HmacLinkSigner.from_env(environ)
-    delivery = Delivery(ctx, deliveries_of, channels, signer, options or _options(environ))
+    delivery = Delivery(ctx, deliveries_of, channels, signer, options)
     web = WebOptions(user_header=environ.get("JITGATE_WEB_USER_HEADER") or None)
     for name, config in ctx.policy.current.notifications.channels.items():
         channels.mode(name, config)  # warn now about channels this process cannot use
@@ -144,4 +154,7 @@ def _options(env: Mapping[str, str]) -> DeliveryOptions:
     concurrency = env_number(
         env, "JITGATE_NOTIFY_CONCURRENCY", base.concurrency, minimum=1, whole=True
     )
-    return DeliveryOptions(max_attempts=int(attempts), concurrency=int(concurrency))
+    timeout = env_number(env, "JITGATE_NOTIFY_TIMEOUT", base.send_timeout, minimum=0.1)
+    return DeliveryOptions(
+        max_attempts=int(attempts), concurrency=int(concurrency), send_timeout=timeout
+    )

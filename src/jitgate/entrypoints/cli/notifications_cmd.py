@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import click
 
-from jitgate.entrypoints.cli.common import db_option, emit_json, fail, friendly, opened, table
+from jitgate.entrypoints.cli.common import db_option, emit_json, friendly, opened, table
 
 
 @click.group()
@@ -86,7 +86,9 @@ def _row(item: object) -> dict[str, object]:
 @click.argument("notification_id")
 @friendly
 def retry(db_url: str, notification_id: str) -> None:
-    """Queue a failed or dead notification again, with a fresh set of attempts."""
+    """Queue a failed or dead notification again, with a fresh set of attempts.
+
+    A notification being sent right now is refused: retry it once it has failed."""
     from jitgate.adapters.db.notify_repos import deliveries_of
     from jitgate.adapters.db.uow import SqlUnitOfWorkFactory
     from jitgate.service.delivery import retry_notification
@@ -98,6 +100,4 @@ def retry(db_url: str, notification_id: str) -> None:
             item_id=notification_id,
             now=datetime.now(UTC),
         )
-    if item is None:
-        fail(f"no unsent notification {notification_id}")
     click.echo(f"{item.id} queued again ({item.channel}, {item.event})")

@@ -11,9 +11,10 @@ its person's own link to the same request. So a leaked personal link never lends
 person's name to any other request.
 
 Invariants: a GET never changes a request or a link (mail scanners prefetch links); the
-POST needs the session cookie (``SameSite=Lax``, ``HttpOnly``) and a form token bound to the
-link and that cookie, so a cross-site or replayed form is refused (403); every answer is a
-page with ``no-store``, ``no-referrer`` and no framing; a bad token is 404, never a 500.
+POST needs the session cookie (``SameSite=Lax``, ``HttpOnly``; ``Secure`` over https, and
+always with ``JITGATE_COOKIE_SECURE=1`` behind a proxy that ends TLS) and a form token bound
+to the link and that cookie, so a cross-site or replayed form is refused (403); every answer
+is a page with ``no-store``, ``no-referrer`` and no framing; a bad token is 404, never a 500.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def _session(request: Request, signer: HmacLinkSigner) -> WebSession | None:
 def _set_cookie(
     response: HTMLResponse, request: Request, rt: NotifyRuntime, value: str, max_age: int
 ) -> None:
-    secure = request.url.scheme == "https" or rt.env.get("JITGATE_COOKIE_SECURE") == "1"
+    forced = rt.env.get("JITGATE_COOKIE_SECURE", "").strip().lower() in ("1", "true", "yes", "on")
+    secure = request.url.scheme == "https" or forced  # behind a proxy that ends TLS: force it
     response.set_cookie(
         COOKIE,
         value,
