@@ -116,7 +116,9 @@ def test_an_eligible_approver_approves_and_the_message_is_updated(slack_api: Sla
     (update,) = slack_api.responses(1)
     assert update["replace_original"] is True and "sam@example.com approved" in update["text"]
     actions = next(b for b in update["blocks"] if b["type"] == "actions")["elements"]
-    assert [a["action_id"] for a in actions][:1] == ["jitgate.approve"]
+    # still pending: the channel's other approvers keep Approve, Deny and View
+    assert [a["action_id"] for a in actions] == ["jitgate.approve", "jitgate.deny", "jitgate.view"]
+    assert all(a["url"].startswith("http") for a in actions[1:])
 
     # the same call again (a replay inside the five minutes) changes nothing
     assert slack_api.post(body, headers).status_code == 200

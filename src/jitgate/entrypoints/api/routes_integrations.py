@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -37,6 +37,8 @@ from jitgate.domain.states import State
 from jitgate.entrypoints.api.auth import AppDep
 from jitgate.entrypoints.api.problems import problem
 from jitgate.service import decisions
+from jitgate.service.context import Context
+from jitgate.service.delivery_send import make_links
 from jitgate.service.links import claim_once
 from jitgate.service.notifications import Message, RequestFacts
 
@@ -132,7 +134,7 @@ def _handle(
         ).request
     except DomainError as exc:
         return _ephemeral(f"Not recorded: {exc}")
-    return _updated(request, person, ctx.clock.now().isoformat())
+    return _updated(rt, slack_app, request, person, ctx)
 
 
 def _email_of(http: httpx.Client, app: SlackApp, user_id: str) -> str | None:
@@ -161,20 +163,24 @@ def _ephemeral(text: str) -> dict[str, Any]:
     return {"response_type": "ephemeral", "replace_original": False, "text": slack_escape(text)}
 
 
-def _updated(request: AccessRequest, person: str, at: str) -> dict[str, Any]:
+def _updated(
+    rt: NotifyRuntime, slack_app: SlackApp, request: AccessRequest, person: str, ctx: Context
+) -> dict[str, Any]:
     """The original message after ``person`` approved in Slack, re-rendered with the
-    outcome (buttons only while pending)."""
+    outcome: Approve, Deny and View while it is still pending (for the channel's other
+    approvers, with links bound to nobody, as on the message it replaces), View after."""
     pending = request.state is State.PENDING
-    event = "request.created" if pending else "request.approved"
+    now = ctx.clock.now()
     message = Message(
-        event=event,
-        channel="",
+        event="request.created" if pending else "request.approved",
+        channel=slack_app.channel,
         recipient=None,
         request=RequestFacts.of(request),
         actor=person,
-        at=at,
+        at=now.isoformat(),
         asks_decision=pending,
     )
+    message = replace(message, links=make_links(rt.delivery, message, ctx.policy.current, now))
     blocks = slack.blocks(message, interactive=True)
     note = (
         f"{slack_escape(person)} approved this request in Slack; it is now {request.state.value}."
