@@ -116,7 +116,11 @@ def serve(policy_path: str, db_url: str, host: str, port: int, migrate: bool) ->
 
     _log_to_stderr()
     sock = _listen(host, port)  # a busy port fails here, before a migration or a tick
-    app = _app(policy_path, db_url, migrate, host=host, port=port)
+    try:
+        app = _app(policy_path, db_url, migrate, host=host, port=port)
+    except BaseException:  # a refused policy or database: the port is let go at once
+        sock.close()
+        raise
     _on_sighup(app)
     scheduler = Scheduler(app.ctx, app.settings.tick_seconds, extra=_jobs(app))
     scheduler.start()
