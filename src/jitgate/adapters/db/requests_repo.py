@@ -173,13 +173,19 @@ class SqlRequests:
         self._conn.execute(R.update().where(R.c.id == request.id).values(rules=rules))
 
     def pending_extensions(self, request_ids: Sequence[str]) -> list[AccessRequest]:
+        # Pending extensions are few, the ids a whole batch: one read of the pending ones
+        # that extend anything (by the state index), then only the matches are locked.
+        wanted = set(request_ids)
+        stmt = sa.select(R.c.id, R.c.extends).where(
+            R.c.state == "pending", R.c.extends.is_not(None)
+        )
+        ids = [row.id for row in self._conn.execute(stmt) if row.extends in wanted]
         found: list[AccessRequest] = []
-        for at in range(0, len(request_ids), 500):  # under SQLite's old 999-variable limit
-            chunk = list(request_ids[at : at + 500])
-            stmt = sa.select(R).where(R.c.extends.in_(chunk), R.c.state == "pending")
+        for at in range(0, len(ids), 500):  # under SQLite's old 999-variable limit
+            locked = sa.select(R).where(R.c.id.in_(ids[at : at + 500]), R.c.state == "pending")
             if self._row_locks:
-                stmt = stmt.with_for_update()
-            found.extend(from_row(row) for row in self._conn.execute(stmt).all())
+                locked = locked.with_for_update()
+            found.extend(from_row(row) for row in self._conn.execute(locked).all())
         return found
 
 
