@@ -18,7 +18,7 @@ from jitgate.domain.states import LIVE_GRANT, State
 from jitgate.service.activation import activate_inline, finish_activation, follow_moved_end
 from jitgate.service.context import Context
 from jitgate.service.ports import UnitOfWork
-from jitgate.service.requests import apply_extension
+from jitgate.service.requests import apply_extension, revoke_all
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def revoke_request(ctx: Context, *, request_id: str, actor: str, reason: str) ->
                 if e.id != request.id and e.state in LIVE_GRANT and _after(e, request)
             ]
             why = f"an earlier extension ({request.id}) was revoked: {reason}"
-            _revoke_all(ctx, uow, later, actor, why, now)
+            revoke_all(ctx, uow, later, actor=actor, reason=why, now=now)
         request.revoke(actor, reason=reason, now=now, is_admin=is_admin)
         ctx.persist(uow, request, now)
         cascade = [
@@ -102,25 +102,13 @@ def revoke_request(ctx: Context, *, request_id: str, actor: str, reason: str) ->
             for e in uow.requests.extensions_of(request.id, for_update=True)
             if e.state in LIVE_GRANT or e.state is State.PENDING
         ]
-        _revoke_all(ctx, uow, cascade, actor, f"extended grant revoked: {reason}", now)
+        why = f"extended grant revoked: {reason}"
+        revoke_all(ctx, uow, cascade, actor=actor, reason=why, now=now)
         uow.commit()
     ctx.grants.remove(request, now)  # backends, and open sessions (always end here)
     if original is not None and shortened:
         follow_moved_end(ctx, original.id)  # the time the extension added is taken back
     return Decision(request)
-
-
-def _revoke_all(
-    ctx: Context,
-    uow: UnitOfWork,
-    requests: list[AccessRequest],
-    actor: str,
-    reason: str,
-    now: datetime,
-) -> None:
-    for request in requests:
-        request.revoke(actor, reason=reason, now=now, is_admin=True)
-        ctx.persist(uow, request, now)
 
 
 def _after(extension: AccessRequest, revoked: AccessRequest) -> bool:

@@ -17,6 +17,7 @@ from jitgate.domain.states import State
 from jitgate.service.activation import activate_request
 from jitgate.service.context import Context
 from jitgate.service.ports import DueKind, UnitOfWork
+from jitgate.service.requests import revoke_all
 
 BATCH = 1000
 
@@ -114,11 +115,8 @@ def expire_grants(ctx: Context) -> int:
             ended.append(request)
         # an extension still waiting when its grant ends has nothing left to extend
         waiting = uow.requests.pending_extensions([r.id for r in due])
-        for extension in waiting:
-            extension.revoke(
-                SYSTEM_ACTOR, reason="the grant it extends ended", now=now, is_admin=True
-            )
-        ctx.persist_many(uow, waiting, now)
+        reason = "the grant it extends ended"
+        revoke_all(ctx, uow, waiting, actor=SYSTEM_ACTOR, reason=reason, now=now)
 
     count = _drain(ctx, "ended", step)
     for request in ended:  # backends, and open sessions when they must end

@@ -142,12 +142,26 @@ def apply_extension(
     assert original.starts_at is not None and original.ends_at is not None
     if original.ends_at >= original.starts_at + original.max_total:
         # at its maximum, nothing is left to approve: the other pending extensions close
-        for waiting in uow.requests.extensions_of(original.id, for_update=True):
-            if waiting.id != extension.id and waiting.state is State.PENDING:
-                waiting.revoke(
-                    SYSTEM_ACTOR,
-                    reason="the grant reached its role's maximum duration",
-                    now=now,
-                    is_admin=True,
-                )
-                ctx.persist(uow, waiting, now)
+        waiting = [
+            e
+            for e in uow.requests.extensions_of(original.id, for_update=True)
+            if e.id != extension.id and e.state is State.PENDING
+        ]
+        reason = "the grant reached its role's maximum duration"
+        revoke_all(ctx, uow, waiting, actor=SYSTEM_ACTOR, reason=reason, now=now)
+
+
+def revoke_all(
+    ctx: Context,
+    uow: UnitOfWork,
+    requests: list[AccessRequest],
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+) -> None:
+    """Revoke ``requests`` (extensions closed along with their grant), audited, in one
+    round of writes; the caller has them locked and commits."""
+    for request in requests:
+        request.revoke(actor, reason=reason, now=now, is_admin=True)
+    ctx.persist_many(uow, requests, now)
