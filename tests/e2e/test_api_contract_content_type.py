@@ -6,14 +6,11 @@ route: 415 problem+json saying to send ``Content-Type: application/json``. On
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from jitgate.bootstrap import App
-from jitgate.entrypoints.api import fastpath
-from jitgate.entrypoints.api.schemas import AuthorizeBody
+from fast_count import Fast
 from served import Served
 
 JANE = "jane.doe@example.com"
@@ -28,26 +25,6 @@ REFUSED = [
     None,  # no Content-Type at all
 ]
 TAKEN = ["application/json", "application/json; charset=utf-8", "application/vnd.jitgate+json"]
-
-
-@dataclass
-class Fast:
-    """How many calls the fast path answered itself."""
-
-    answered: int = 0
-
-
-@pytest.fixture
-def fast(monkeypatch: pytest.MonkeyPatch) -> Fast:
-    seen, answer = Fast(), fastpath.answer
-
-    async def counting(app: App, body: AuthorizeBody) -> bytes:
-        out = await answer(app, body)
-        seen.answered += 1
-        return out
-
-    monkeypatch.setattr(fastpath, "answer", counting)
-    return seen
 
 
 def send(client: httpx.Client, path: str, body: object, media: str | None) -> httpx.Response:

@@ -6,42 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from fast_count import Fast
 from jitgate.adapters.db.async_reads import AsyncPgGrantReader
-from jitgate.bootstrap import App
-from jitgate.entrypoints.api import fastpath
-from jitgate.entrypoints.api.schemas import AuthorizeBody
 from jitgate.service import access
 from served import Served
 
 JANE = "jane.doe@example.com"
 DEV = {"user": JANE, "type": "ssh", "environment": "development"}
-
-
-@dataclass
-class Fast:
-    """How many calls the fast path answered itself."""
-
-    answered: int = 0
-
-
-@pytest.fixture
-def fast(monkeypatch: pytest.MonkeyPatch) -> Fast:
-    seen, answer = Fast(), fastpath.answer
-
-    async def counting(app: App, body: AuthorizeBody) -> bytes:
-        out = await answer(app, body)
-        seen.answered += 1
-        return out
-
-    monkeypatch.setattr(fastpath, "answer", counting)
-    return seen
 
 
 def grant(served: Served) -> str:

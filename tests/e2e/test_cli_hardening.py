@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from components import require
 from served import Served
 
 JG = str(Path(sys.executable).with_name("jitgate"))
@@ -262,8 +263,8 @@ def test_token_create_with_stdout_closed_creates_none(tmp_path: Path) -> None:
     assert _tokens_of(url, "q@example.com") == []
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_token_create_that_cannot_print_revokes_the_token(tmp_path: Path) -> None:
+    require(Path("/dev/full").exists(), "/dev/full is missing")
     url = f"sqlite:///{tmp_path}/jit.db"
     done = shell(f"exec {shlex.quote(JG)} token create q@example.com --db {url} >/dev/full")
     one_line_error(done, "cannot print the token (No space left on device)")

@@ -4,27 +4,13 @@ loading are both a 422 problem (never a 500), and the last good policy stays in 
 from __future__ import annotations
 
 import logging
-import shutil
-from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from served import EXAMPLE_POLICY_PATH, Served, serve
+from served import Served
 
 OVERRIDE_FROM = "from: 2026-02-02T09:00:00Z"
-
-
-@pytest.fixture
-def editable(tmp_path: Path, start: datetime) -> Iterator[tuple[Served, Path]]:
-    policy = tmp_path / "policy.yaml"
-    shutil.copy(EXAMPLE_POLICY_PATH, policy)
-    running = serve(f"sqlite:///{tmp_path}/jg.db", policy, start)
-    try:
-        yield running, policy
-    finally:
-        running.stop()
 
 
 def test_a_time_out_of_range_is_refused_with_its_line(editable: tuple[Served, Path]) -> None:

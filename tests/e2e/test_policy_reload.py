@@ -3,25 +3,9 @@ good one takes effect at once and is named in the audit chain by its digest."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
-import pytest
-
-from served import EXAMPLE_POLICY_PATH, Served, serve
-
-
-@pytest.fixture
-def editable(tmp_path: Path, start: datetime) -> Iterator[tuple[Served, Path]]:
-    policy = tmp_path / "policy.yaml"
-    shutil.copy(EXAMPLE_POLICY_PATH, policy)
-    running = serve(f"sqlite:///{tmp_path}/jg.db", policy, start)
-    try:
-        yield running, policy
-    finally:
-        running.stop()
+from served import Served
 
 
 def test_reload_keeps_last_good_policy(editable: tuple[Served, Path]) -> None:

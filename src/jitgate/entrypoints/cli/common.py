@@ -80,11 +80,14 @@ def _escaped(char: str) -> str:
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
+def lines_safe(text: str) -> str:
+    """``line_safe`` for each line of ``text`` (one of several lines the caller meant)."""
+    return "\n".join(line_safe(line) for line in text.split("\n"))
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    """``error: message`` on stderr and exit ``code``; each line of ``message`` is made
-    ``line_safe`` (a message of several lines is one the caller meant)."""
-    safe = "\n".join(line_safe(line) for line in message.split("\n"))
-    click.echo(f"error: {safe}", err=True)
+    """``error: message`` on stderr and exit ``code``, each line made ``line_safe``."""
+    click.echo(f"error: {lines_safe(message)}", err=True)
     sys.exit(code)
 
 
@@ -107,7 +110,7 @@ def friendly(func: Callable[P, T]) -> Callable[P, T]:
         try:
             return func(*args, **kwargs)
         except PolicyError as exc:
-            click.echo("\n".join(line_safe(x) for x in str(exc).split("\n")), err=True)
+            click.echo(lines_safe(str(exc)), err=True)
             sys.exit(1)
         except (DomainError, ConfigError) as exc:
             fail(str(exc))
