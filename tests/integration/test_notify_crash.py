@@ -20,8 +20,9 @@ from jitgate.adapters.signing import new_secret, verify_webhook
 pytest_plugins = ["conftest_notify"]
 
 
-@pytest.fixture
-def site(tmp_path: Path, http_sink: HttpSink) -> Iterator[dict[str, Any]]:
+def webhook_setup(tmp_path: Path, sink: HttpSink) -> tuple[Path, str, dict[str, str]]:
+    """The example policy sending ``request.created`` to ``sink``'s ``/hook`` (a signed
+    webhook), a SQLite database and the environment for ``jitgate``: (policy, db, env)."""
     policy = yaml.safe_load((REPO / "examples" / "policy.yaml").read_text())
     policy["notifications"] = {
         "channels": {
@@ -34,11 +35,17 @@ def site(tmp_path: Path, http_sink: HttpSink) -> Iterator[dict[str, Any]]:
     db = f"sqlite:///{tmp_path}/jitgate.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JITGATE_")}
     env |= {
-        "HOOK_URL": f"{http_sink.url}/hook",
+        "HOOK_URL": f"{sink.url}/hook",
         "HOOK_SECRET": new_secret(),
         "JITGATE_LINK_SECRET": LINK_SECRET,
         "JITGATE_TICK_SECONDS": "0.2",
     }
+    return path, db, env
+
+
+@pytest.fixture
+def site(tmp_path: Path, http_sink: HttpSink) -> Iterator[dict[str, Any]]:
+    path, db, env = webhook_setup(tmp_path, http_sink)
     cli("db", "upgrade", "--db", db, env=env)
     token = cli("token", "create", "jane.doe@example.com", "--db", db, env=env).strip()
     servers: list[Server] = []

@@ -64,7 +64,20 @@ def test_serve_and_worker_reconcile_at_the_configured_interval(
         return []
 
     monkeypatch.setattr("jitgate.service.reconcile.scheduler_jobs", jobs)
+    monkeypatch.setattr("jitgate.service.policy.policy_jobs", lambda ctx: [])
     settings = Settings.from_env({"JITGATE_RECONCILE_SECONDS": "300"})
     app = SimpleNamespace(notify=None, ctx=object(), settings=settings)
     assert server._jobs(app) == []  # type: ignore[arg-type]
     assert seen == [300.0]
+
+
+def test_serve_and_worker_watch_the_policy_in_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jitgate.entrypoints.cli import server
+
+    def watch() -> None:
+        return None
+
+    monkeypatch.setattr("jitgate.service.reconcile.scheduler_jobs", lambda ctx, interval: [])
+    monkeypatch.setattr("jitgate.service.policy.policy_jobs", lambda ctx: [watch])
+    app = SimpleNamespace(notify=None, ctx=object(), settings=Settings.from_env({}))
+    assert server._jobs(app) == [watch]  # type: ignore[arg-type]

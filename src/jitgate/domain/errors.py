@@ -37,3 +37,11 @@ class Gone(DomainError):
     """The thing existed but may no longer be used (HTTP 410)."""
 
     title = "Gone"
+
+
+class Unavailable(DomainError):
+    """Not on this replica, not now: nothing was changed; try again in ``retry_after``
+    seconds, or elsewhere (HTTP 503 with ``Retry-After``)."""
+
+    title = "Service unavailable"
+    retry_after = 5

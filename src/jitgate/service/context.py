@@ -20,12 +20,38 @@ from jitgate.domain.request import AccessRequest
 from jitgate.service.ports import Clock, Notification, UnitOfWork, UnitOfWorkFactory
 
 
+@dataclass(frozen=True)
+class PolicyInForce:
+    """The policy in force across the deployment: the one named by the latest
+    ``policy.loaded`` event that took force (see ``service.policy``)."""
+
+    digest: str
+    at: str  # the event's audit time (UTC, ``Z``)
+    replica: str | None  # ``host:pid`` of the replica that loaded it
+    via: str | None
+    seq: int
+
+
+@dataclass(frozen=True)
+class PolicyLoads:
+    """What this replica last read of the ``policy.loaded`` events: up to ``seq``, the one
+    in force and every digest ever loaded; ``checked`` is when (monotonic seconds)."""
+
+    seq: int = 0
+    in_force: PolicyInForce | None = None
+    seen: frozenset[str] = frozenset()
+    checked: float | None = None
+
+
 class PolicyHolder:
-    """The policy in force; replaced whole on reload, never mutated."""
+    """This replica's policy, replaced whole on reload, never mutated; and what it last
+    read of the policy in force across the deployment (``loads``), which only moves on."""
 
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
         self._lock = threading.Lock()
+        self._loads = PolicyLoads()
+        self._noted: tuple[str, str] | None = None
 
     @property
     def current(self) -> Policy:
@@ -34,6 +60,24 @@ class PolicyHolder:
     def replace(self, policy: Policy) -> None:
         with self._lock:
             self._policy = policy
+
+    @property
+    def loads(self) -> PolicyLoads:
+        return self._loads
+
+    def learn(self, loads: PolicyLoads) -> PolicyLoads:
+        """Keep ``loads`` unless what is kept was read further on; returns what is kept."""
+        with self._lock:
+            if loads.seq >= self._loads.seq:
+                self._loads = loads
+            return self._loads
+
+    def note(self, key: tuple[str, str]) -> bool:
+        """Whether ``key`` (this replica's digest, the one in force) differs from the one
+        noted last; notes it. So a change of step is logged once."""
+        with self._lock:
+            changed, self._noted = key != self._noted, key
+            return changed
 
 
 class NotificationPlanner(Protocol):

@@ -2,7 +2,9 @@
 
 Invariants: the request row is locked for the whole decision, so racing approvals, a deny
 racing an approval, or an approval racing expiry leave exactly one outcome and one audit
-trail; the loser gets ``Conflict``. The requester never decides their own request.
+trail; the loser gets ``Conflict``. The requester never decides their own request. A
+pending request is decided under this replica's policy, and changed for it (new rules, or
+closed) only by a replica in step with the policy in force (``service.policy``).
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jitgate.domain.approval import Evaluation
-from jitgate.domain.creation import rules_now
-from jitgate.domain.errors import Conflict, Forbidden, Invalid, NotFound
-from jitgate.domain.request import SYSTEM_ACTOR, AccessRequest
+from jitgate.domain.errors import Conflict, NotFound
+from jitgate.domain.request import AccessRequest
 from jitgate.domain.states import LIVE_GRANT, State
 from jitgate.service.activation import activate_inline, finish_activation, follow_moved_end
 from jitgate.service.context import Context
+from jitgate.service.policy import Followed, follow_policy, require_in_step
 from jitgate.service.ports import UnitOfWork
 from jitgate.service.requests import apply_extension, revoke_all
 
@@ -41,7 +43,7 @@ def approve_request(
     with ctx.uow() as uow:
         request, original = _lock_family(uow, request_id)
         _catch_up_timers(ctx, uow, request, now)
-        _under_current_policy(ctx, uow, request, approver, now)
+        followed = _under_current_policy(ctx, uow, request, approver, now)
         evaluation = request.approve(
             approver, directory=directory, now=now, comment=comment, via=via
         )
@@ -49,6 +51,8 @@ def approve_request(
             apply_extension(ctx, uow, original, request, now)
         activate_inline(ctx, request, now)
         ctx.persist(uow, request, now)
+        if followed:
+            require_in_step(ctx, uow)  # the audit head locked now: no load slips in
         uow.commit()
     if original is not None and request.state is State.APPROVED:
         follow_moved_end(ctx, original.id)
@@ -64,9 +68,11 @@ def deny_request(
     with ctx.uow() as uow:
         request, _original = _lock_family(uow, request_id)
         _catch_up_timers(ctx, uow, request, now)
-        _under_current_policy(ctx, uow, request, approver, now)
+        followed = _under_current_policy(ctx, uow, request, approver, now)
         request.deny(approver, reason=reason, directory=directory, now=now, via=via)
         ctx.persist(uow, request, now)
+        if followed:
+            require_in_step(ctx, uow)  # the audit head locked now: no load slips in
         uow.commit()
     return Decision(request)
 
@@ -134,27 +140,21 @@ def _catch_up_expiry(ctx: Context, uow: UnitOfWork, request: AccessRequest, now:
 
 def _under_current_policy(
     ctx: Context, uow: UnitOfWork, request: AccessRequest, person: str, now: datetime
-) -> None:
+) -> bool:
     """A reloaded policy governs the decisions still to come on a pending request: its
-    rules become the current ones. One the policy no longer allows is closed (one outcome,
-    audited) and the decision answers 409; a stranger to it still gets only 403."""
-    if request.state is not State.PENDING:
-        return
-    policy = ctx.policy.current
-    try:
-        rules = rules_now(policy, request)
-    except (Forbidden, Invalid) as exc:
-        request.check_part(person, policy.directory, now)
-        request.revoke(
-            SYSTEM_ACTOR, reason=f"the policy no longer allows it: {exc}", now=now, is_admin=True
-        )
-        ctx.persist(uow, request, now)
+    rules become the current ones (whether they changed is returned). One the policy no
+    longer allows is closed (one outcome, audited) and the decision answers 409; a
+    stranger to it still gets only 403. Either change is made only by a replica in step
+    with the policy in force; out of step the decision answers 503 and changes nothing
+    (``service.policy``). The caller checks the step again before committing new rules."""
+    followed = follow_policy(ctx, uow, request, now, person=person)
+    if followed is Followed.CLOSED:
         uow.commit()
+        reason = (request.close_reason or "").removeprefix("the policy no longer allows it: ")
         raise Conflict(
-            f"request {request.id} was closed: the policy no longer allows it ({exc})"
-        ) from None
-    if request.follow_rules(rules):
-        uow.requests.save_rules(request)
+            f"request {request.id} was closed: the policy no longer allows it ({reason})"
+        )
+    return followed is Followed.RULES
 
 
 def _lock_family(uow: UnitOfWork, request_id: str) -> tuple[AccessRequest, AccessRequest | None]:

@@ -6,10 +6,14 @@ Only ``sqlite:///FILE`` and ``postgresql://…`` (psycopg 3) are accepted: any o
 refused with ``ConfigError`` before a driver is imported, and a URL is only ever shown with
 its password hidden. ``connect(url, create=False)`` refuses a SQLite file that does not
 exist instead of creating an empty database; ``connect`` refuses SQLite in memory (each
-jitgate process would have a database of its own, gone when it exits)."""
+jitgate process would have a database of its own, gone when it exits). A SQLite file that
+cannot be opened raises ``UnopenableDatabase`` (still an ``OperationalError``), which names
+the file and the likely reason (its folder is missing or not writable) instead of the
+driver's bare "unable to open database file"."""
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from jitgate.adapters.db.prepared import Prepared
 from jitgate.config import ConfigError
@@ -27,6 +31,8 @@ SUPPORTED = "use sqlite:///FILE or postgresql://…"
 NEEDS_FILE = "a SQLite URL needs a file path, e.g. sqlite:///jitgate.db"
 _SQLITE = ("sqlite", "sqlite+pysqlite")
 _POSTGRES = ("postgresql", "postgres", "postgresql+psycopg")
+POOL_SECONDS = 10  # the longest a call waits for a free connection (PostgreSQL)
+CONNECT_SECONDS = 10  # ... and for a new one, unless the URL sets connect_timeout
 
 
 def shown(url: str) -> str:
@@ -93,6 +99,9 @@ class Database:
         return known[1]
 
     def dispose(self) -> None:
+        """Close the pool. A connection still checked out (a thread not yet done) is closed
+        when it comes back, rather than left open until the collector finds it."""
+        event.listen(self.engine.pool, "checkin", _close_on_checkin)
         self.engine.dispose()
 
 
@@ -106,9 +115,71 @@ def connect(url: str, *, pool_size: int = 10, create: bool = True) -> Database:
             raise ConfigError(NEEDS_FILE)
         engine = sa.create_engine(parsed, pool_size=pool_size, max_overflow=20)
         _sqlite_pragmas(engine)
+        _name_unopenable(engine, str(sqlite_file(parsed)))
     else:
-        engine = sa.create_engine(parsed, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+        # a database that stalls rather than refusing costs a call seconds, not forever
+        engine = sa.create_engine(
+            parsed,
+            pool_size=pool_size,
+            max_overflow=20,
+            pool_pre_ping=True,
+            pool_timeout=POOL_SECONDS,
+            connect_args={}
+            if "connect_timeout" in parsed.query
+            else {"connect_timeout": CONNECT_SECONDS},
+        )
     return Database(engine)
+
+
+def _close_on_checkin(dbapi_connection: Any, _record: Any) -> None:
+    if dbapi_connection is not None:
+        dbapi_connection.close()
+
+
+class UnopenableDatabase(OperationalError):
+    """A SQLite file that cannot be opened, with the file and the likely reason."""
+
+    def __init__(self, message: str, orig: BaseException) -> None:
+        super().__init__(None, None, orig)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _name_unopenable(engine: sa.Engine, path: str) -> None:
+    @event.listens_for(engine, "handle_error")
+    def on_error(context: ExceptionContext) -> None:
+        if "unable to open database file" in str(context.original_exception):
+            why = unopenable_reason(path)
+            raise UnopenableDatabase(
+                f"cannot open the SQLite database {path}: {why}", context.original_exception
+            )
+
+
+def unopenable_reason(path: str) -> str:
+    """Why SQLite may be unable to open (or create) the file at ``path``."""
+    if path.startswith("file:"):
+        return "check the file URI, and that its folder exists and is writable"
+    file = Path(path)
+    folder = file.parent
+    where = f"{folder}" if str(folder) != "." else f"{Path.cwd()} (the current folder)"
+    if not folder.exists():
+        return f"the folder {where} does not exist (create it, or correct --db)"
+    if not folder.is_dir():
+        return f"{where} is not a folder"
+    if file.is_dir():
+        return "that is a folder, not a database file"
+    if not file.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {where} is not writable, so the file cannot be created there"
+    if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+        return "the file is not readable and writable by this user"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return (
+            f"the folder {where} is not writable (SQLite also writes {file.name}-wal and "
+            f"{file.name}-shm beside the file)"
+        )
+    return "check that the file and its folder are readable and writable by this user"
 
 
 def _sqlite_pragmas(engine: sa.Engine) -> None:

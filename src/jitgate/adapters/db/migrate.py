@@ -70,8 +70,17 @@ def current(db: Database) -> str | None:
 
 def problem(db: Database) -> str | None:
     """Why this jitgate cannot run on the database's schema (none yet, older, newer), or
-    ``None`` when the schema is the expected one. For ``/readyz`` and ``check``."""
-    revision = current(db)
+    ``None`` when the schema is the expected one. For ``check``."""
+    return problem_of(current(db))
+
+
+def is_newer(revision: str | None) -> bool:
+    """``revision`` was made by a newer jitgate: one this jitgate does not know."""
+    return revision is not None and revision not in _revisions()[1]
+
+
+def problem_of(revision: str | None) -> str | None:
+    """``problem`` for a database at ``revision`` (``None``: no schema yet)."""
     if revision is None:
         return "the database has no schema yet: run `jitgate db upgrade` first"
     head, known = _revisions()

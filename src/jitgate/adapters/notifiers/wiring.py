@@ -2,7 +2,9 @@
 
 ``bootstrap`` calls ``runtime(ctx)`` once: it installs the route planner in the service
 context and returns what the scheduler job, the link pages and the Slack actions need.
-Environment variables are read here, when called, never at import time:
+Environment variables are read here, when called, never at import time, through
+``jitgate.config.NotifySettings`` (which ``Settings.from_env`` checked before the process
+did anything):
 
 - ``JITGATE_LINK_SECRET``: the key of one-click links (random per process when unset);
 - ``JITGATE_DELIVERY``: ``0`` turns delivery off in this process (an API-only replica);
@@ -22,7 +24,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -32,12 +34,14 @@ from jitgate.adapters.notifiers.base import NotifierDeps
 from jitgate.adapters.notifiers.deadline import deadline_client
 from jitgate.adapters.notifiers.registry import ChannelSet
 from jitgate.adapters.notifiers.slack import API_URL
-from jitgate.config import env_number
+from jitgate.config import NotifySettings
 from jitgate.domain.policy import Policy
 from jitgate.service.context import Context
 from jitgate.service.delivery import Delivery, DeliveryJob, DeliveryOptions
 from jitgate.service.links import LinkUsesOf
 from jitgate.service.notifications import RoutePlanner
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -123,13 +127,14 @@ def runtime(
     environ = dict(os.environ if env is None else env)
     for name in ("httpx", "httpcore"):  # they log request URLs, and webhook URLs are secrets
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
+    tuning = NotifySettings.from_env(environ)
     options = options or _options(environ)
     channels, client = _channels(environ, http, options)
     planner = RoutePlanner(channels.mode)
     ctx.planner = planner
     signer = HmacLinkSigner.from_env(environ)
     delivery = Delivery(ctx, deliveries_of, channels, signer, options)
-    web = WebOptions(user_header=environ.get("JITGATE_WEB_USER_HEADER") or None)
+    web = WebOptions(user_header=tuning.web_user_header)
     for name, config in ctx.policy.current.notifications.channels.items():
         channels.mode(name, config)  # warn now about channels this process cannot use
     return NotifyRuntime(
@@ -142,19 +147,19 @@ def runtime(
         http=client,
         env=environ,
         web=web,
-        enabled=environ.get("JITGATE_DELIVERY", "1").lower() not in ("0", "false", "off", "no"),
+        enabled=tuning.enabled,
     )
 
 
 def _options(env: Mapping[str, str]) -> DeliveryOptions:
-    base = DeliveryOptions()
-    attempts = env_number(
-        env, "JITGATE_NOTIFY_MAX_ATTEMPTS", base.max_attempts, minimum=1, whole=True
-    )
-    concurrency = env_number(
-        env, "JITGATE_NOTIFY_CONCURRENCY", base.concurrency, minimum=1, whole=True
-    )
-    timeout = env_number(env, "JITGATE_NOTIFY_TIMEOUT", base.send_timeout, minimum=0.1)
+    """The delivery's options: its defaults, but for the tuning set in ``env``."""
+    base, tuning = DeliveryOptions(), NotifySettings.from_env(env)
     return DeliveryOptions(
-        max_attempts=int(attempts), concurrency=int(concurrency), send_timeout=timeout
+        max_attempts=_or(tuning.max_attempts, base.max_attempts),
+        concurrency=_or(tuning.concurrency, base.concurrency),
+        send_timeout=_or(tuning.send_timeout, base.send_timeout),
     )
+
+
+def _or(value: T | None, default: T) -> T:
+    return default if value is None else value

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import signal
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager, suppress
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -100,6 +105,7 @@ def create_app(app: App, *, token_watch_seconds: float = WATCH_SECONDS) -> FastA
                 await watcher
             if app.grant_reader is not None:
                 await app.grant_reader.aclose()
+            api.state.probe_pool.shutdown(wait=False, cancel_futures=True)
 
     api = Api(
         lifespan=lifespan,
@@ -110,6 +116,8 @@ def create_app(app: App, *, token_watch_seconds: float = WATCH_SECONDS) -> FastA
     )
     api.state.jitgate = app
     api.state.token_cache = {}
+    # the probes' own threads (no thread starts before a probe asks): see routes_admin
+    api.state.probe_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jitgate-probe")
     problems.install(api)
     # gateways' hot path first: routes are matched in order
     for module in (routes_service, routes_requests, routes_admin):
@@ -190,7 +198,8 @@ SHARED_ANSWERS = f"""
 Every error is an RFC 9457 problem (`application/problem+json`). Besides each operation's
 own: a URL with a NUL character (`%00`) gets 400; a body over {MAX_BODY} bytes, 413; a
 body not sent as JSON, 415; a method a path does not take, 405 with `Allow`; and while the
-database is unavailable, 503 with `Retry-After`. `/healthz` and `/readyz` take no token."""
+database is unavailable, 503 with `Retry-After`. `/healthz` and `/readyz` take no token,
+and answer `HEAD` as `GET` (the same status, no body)."""
 # the probes (``routes_admin``): no token, and only their own answers
 PROBES: dict[str, dict[str, Any]] = {
     "/healthz": {},
@@ -215,9 +224,56 @@ PROBES: dict[str, dict[str, Any]] = {
 }
 
 
-def serve_api(api: FastAPI, host: str, port: int, sock: socket.socket | None = None) -> None:
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, stopped by SIGTERM or SIGINT as uvicorn does (no new connections,
+    the requests in flight answered, the lifespan closed), but which then returns instead
+    of raising that signal again: uvicorn re-raises it under its default handler, which
+    killed the process before ``jitgate serve`` stopped its scheduler and closed its
+    database. ``stopped_by`` is the signal that stopped it; ``on_started`` is called once
+    it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+        self.stopped_by: signal.Signals | None = None
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        before = {signum: signal.signal(signum, self.handle_exit) for signum in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, handler in before.items():
+                signal.signal(signum, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.stopped_by is None:
+            self.stopped_by = signal.Signals(sig)
+        super().handle_exit(sig, frame)  # a second SIGINT stops without waiting
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and not self.should_exit and self.on_started is not None:
+            self.on_started()
+
+
+def serve_api(
+    api: FastAPI,
+    host: str,
+    port: int,
+    sock: socket.socket | None = None,
+    *,
+    on_started: Callable[[], None] | None = None,
+) -> signal.Signals | None:
     """Serve ``api`` as ``jitgate serve`` does: one uvicorn worker (uvloop and httptools,
-    which uvicorn picks when installed), no access log.
+    which uvicorn picks when installed), no access log, until SIGTERM or SIGINT, which it
+    returns (see ``GracefulServer``).
 
     Everything built at startup (the policy, tables, models, the OpenAPI schema: about
     130,000 objects) is first moved out of the garbage collector's reach. A full
@@ -227,13 +283,10 @@ def serve_api(api: FastAPI, host: str, port: int, sock: socket.socket | None = N
     policy, only reference cycles (if any) outlive its replacement."""
     import gc
 
-    import uvicorn
-
     api.openapi()
     gc.collect()
     gc.freeze()
-    if sock is None:
-        uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
-        return
     config = uvicorn.Config(api, host=host, port=port, log_level="warning", access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])  # bound already: see ``jitgate serve``
+    server = GracefulServer(config, on_started)
+    server.run(sockets=None if sock is None else [sock])  # bound already: ``jitgate serve``
+    return server.stopped_by

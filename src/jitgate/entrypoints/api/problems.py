@@ -12,7 +12,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from jitgate.domain.errors import Conflict, DomainError, Forbidden, Gone, Invalid, NotFound
+from jitgate.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+    Unavailable,
+)
 
 log = logging.getLogger("jitgate.api")
 # a lost or refused connection, a server shutting down, a lock not got in time; psycopg's
@@ -26,7 +34,7 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     psycopg.InterfaceError,
 )
 MEDIA = "application/problem+json"
-STATUS = {Invalid: 422, Forbidden: 403, NotFound: 404, Conflict: 409, Gone: 410}
+STATUS = {Invalid: 422, Forbidden: 403, NotFound: 404, Conflict: 409, Gone: 410, Unavailable: 503}
 TITLES = {
     400: "Bad request",
     401: "Unauthorized",
@@ -71,6 +79,8 @@ def problem(
 def _domain(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
+    if isinstance(exc, Unavailable):
+        return problem(status, str(exc), headers={"Retry-After": str(exc.retry_after)})
     return problem(status, str(exc))
 
 

@@ -1,5 +1,8 @@
-"""A session remembers the gateway that opened it (``sessions.opened_by``, ``service:NAME``),
-which alone may end it through the API. ``NULL`` for sessions opened before.
+"""A session remembers the gateway that opened it: ``sessions.opened_by``.
+
+Alembic logs this first paragraph when it runs the migration: it stays one line. The
+column holds ``service:NAME``, the gateway that alone may end the session through the API;
+``NULL`` for sessions opened before.
 
 Revision ID: 0005
 Revises: 0004
