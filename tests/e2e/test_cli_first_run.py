@@ -167,6 +167,27 @@ def test_commands_that_may_create_the_database_still_do(tmp_path: Path) -> None:
     assert other.exists()
 
 
+@pytest.mark.parametrize("command", [["token", "ls"], ["token", "revoke", "--service", "gw"]])
+def test_token_ls_and_revoke_leave_an_older_schema_alone(
+    command: list[str], tmp_path: Path
+) -> None:
+    """Only `token create` and `db upgrade` migrate: a newer CLI listing tokens on a live
+    database must not move its schema under the replicas that serve it."""
+    from jitgate.adapters.db.engine import connect
+    from jitgate.adapters.db.migrate import current, expected, upgrade
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    db = connect(url)
+    try:
+        upgrade(db, "0004")
+        done = run(*command, "--db", url)
+        one_line(done.stderr, done.returncode, "this jitgate needs")
+        assert "run `jitgate db upgrade` first" in done.stderr
+        assert current(db) == "0004" != expected()
+    finally:
+        db.dispose()
+
+
 # --- 8. no policy file; what --help says ------------------------------------------------------
 
 

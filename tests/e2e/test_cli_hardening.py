@@ -119,15 +119,26 @@ def test_json_output_keeps_the_reason_exact(served: Served) -> None:
 
 
 def test_token_ls_and_revoke_show_a_hostile_service_name_escaped(served: Served) -> None:
+    """`token create` refuses such a name now; one an older jitgate stored is still shown
+    escaped, one line, and its tokens can still be revoked."""
+    from jitgate.service.ports import Principal
+    from jitgate.service.tokens import hash_token
+
     db = ["--db", served.app.settings.database_url]
     name = f"gw{ESC}[2J\nfake"
-    assert run("token", "create", "--service", name, *db).returncode == 0
+    refused = run("token", "create", "--service", name, *db)
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    terminal_safe(refused.stderr)
+    now = served.clock.now()
+    with served.app.ctx.uow() as uow:  # as an older release stored it: unchecked
+        uow.tokens.add(hash_token("jg_legacy"), Principal("service", name), now, None)
+        uow.commit()
     listed = run("token", "ls", *db)
     assert listed.returncode == 0, listed.stderr
     terminal_safe(listed.stdout)
     assert r"gw\x1b[2J\nfake" in listed.stdout
     assert len(listed.stdout.splitlines()) == 2 + len(served.tokens) + 1
-    revoked = run("token", "revoke", "--service", name, *db)
+    revoked = run("token", "revoke", hash_token("jg_legacy")[:12], *db)
     assert revoked.returncode == 0, revoked.stderr
     terminal_safe(revoked.stdout)
     assert len(revoked.stdout.splitlines()) == 1 and r"\nfake" in revoked.stdout

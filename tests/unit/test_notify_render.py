@@ -37,7 +37,12 @@ LINKS = Links(
 )
 
 
-def message(event: str = "request.created", reason: str = INJECTIONS, **extra: Any) -> Message:
+def message(
+    event: str = "request.created",
+    reason: str = INJECTIONS,
+    purpose: str | None = "incident-response <@U123>",
+    **extra: Any,
+) -> Message:
     facts = RequestFacts(
         id="2b7f6c1e-0000-4000-8000-000000000001",
         requester="jane.doe@example.com",
@@ -46,7 +51,7 @@ def message(event: str = "request.created", reason: str = INJECTIONS, **extra: A
         duration_seconds=7200,
         reason=reason,
         urgency="high",
-        purpose="incident-response <@U123>",
+        purpose=purpose,
         state="pending",
         created_at="2026-03-02T10:00:00+00:00",
         expires_at="2026-03-02T11:00:00+00:00",

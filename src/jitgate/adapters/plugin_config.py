@@ -8,7 +8,9 @@ path inside the entry and a message), reported with the entry's file and line. A
 that declares neither is taken as written.
 
 Invariant: a check never quotes a URL (it may carry a token) and never reads the
-environment; a key written with no value (``key:``) is taken as unset.
+environment; a key written with no value (``key:``) is taken as unset. Whether a URL
+carries a credential (``url_credentials``) the policy loader judges for every value of
+every entry, so ``url_problems`` need not.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from collections.abc import Collection, Mapping
 from datetime import date
 from email.utils import parseaddr
 from typing import Any, ClassVar, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 #: What a plugin's ``config_problems`` returns: (path inside the entry, message).
 ConfigProblem = tuple[tuple[str | int, ...], str]
+# A backend call must end well inside the lease its enforcement row takes before calling
+# (``service.enforcement_rows.LEASE``, 2 minutes), or a second replica could repeat it.
+MAX_SECONDS = 60.0
+WITHIN_LEASE = ": a backend call must end well within the 2-minute lease of its retry row"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")  # an address, as the policy loader takes one
 
 
@@ -38,6 +44,45 @@ class DeclaresConfig(Protocol):
 
     @classmethod
     def config_problems(cls, config: Mapping[str, Any]) -> list[ConfigProblem]: ...
+
+
+#: Query parameter names that carry a credential (compared lower-case, ``-`` read as ``_``),
+#: besides any name with token, secret, password or signature in it or ending in _key or _sig.
+SECRET_PARAMS = frozenset(
+    {"key", "apikey", "sig", "auth", "code", "pass", "passwd", "pwd", "credential", "credentials"}
+)
+_SECRET_PARAM_WORDS = ("token", "secret", "password", "signature", "authorization")
+
+
+def secret_param(name: str) -> bool:
+    """True for a query parameter named like a credential: ``token``, ``api_key``, ``sig``…"""
+    name = name.strip().lower().replace("-", "_")
+    return (
+        name in SECRET_PARAMS
+        or name.endswith(("_key", "_sig", "_auth", "_pass", "_pwd"))
+        or any(word in name for word in _SECRET_PARAM_WORDS)
+    )
+
+
+def url_credentials(value: object) -> str | None:
+    """What makes ``value`` a URL that carries a credential (a password in its user part, or
+    a query or fragment parameter named like a secret), in words that never quote the
+    credential; ``None`` for a URL without one and for anything that is not a URL."""
+    if not isinstance(value, str) or "://" not in value:
+        return None
+    try:
+        parts = urlsplit(value.strip())
+        password = parts.password
+    except ValueError:
+        return None
+    if password:
+        return "a password (user:password@)"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    pairs += parse_qsl(parts.fragment, keep_blank_values=True)
+    named = sorted({short(name) for name, _ in pairs if secret_param(name)})
+    if named:
+        return f"a credential in its query ({', '.join(named)})"
+    return None
 
 
 def url_problems(config: Mapping[str, Any], *keys: str) -> list[ConfigProblem]:
@@ -83,13 +128,17 @@ def whole_problems(
     return [((key,), f"must be a whole number {bounds}, not {short(value)}")]
 
 
-def seconds_problems(config: Mapping[str, Any], key: str) -> list[ConfigProblem]:
-    """``key`` a number of seconds above zero."""
+def seconds_problems(
+    config: Mapping[str, Any], key: str, *, maximum: float | None = None, why: str = ""
+) -> list[ConfigProblem]:
+    """``key`` a number of seconds above zero, and at most ``maximum`` (``why`` says why)."""
     if not _written(config, (key,)):
         return []
     value = config[key]
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         return [((key,), f"must be a number of seconds above 0, not {short(value)}")]
+    if maximum is not None and value > maximum:
+        return [((key,), f"must be at most {maximum:g} seconds, not {short(value)}{why}")]
     return []
 
 

@@ -46,9 +46,15 @@ class Evaluation:
         return all(r.satisfied_by is not None for r in self.requirements)
 
 
+def normal_email(email: str) -> str:
+    """The form a person's email is stored and compared in: ``" SAM@Example.com"`` is
+    ``sam@example.com``."""
+    return email.strip().lower()
+
+
 def same_person(a: str, b: str) -> bool:
     """Emails name people case-insensitively: ``SAM@Example.com`` is ``sam@example.com``."""
-    return a.strip().lower() == b.strip().lower()
+    return normal_email(a) == normal_email(b)
 
 
 def spec_matches(

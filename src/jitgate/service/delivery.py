@@ -55,6 +55,7 @@ from jitgate.service.delivery_send import (
     backoff,
     event,
     make_links,
+    peer_text,
     record,
     retry_delay,
     send_item,
@@ -78,6 +79,7 @@ __all__ = [
     "drain",
     "list_notifications",
     "make_links",
+    "peer_text",
     "retry_delay",
     "retry_notification",
 ]
@@ -170,8 +172,11 @@ def abandon_unknown(d: Delivery) -> DeliveryReport:
         events = []
         for item in items:
             failed = DeliveryFailed(
-                f"channel {item.channel!r} is not in the policy (removed?); not sent "
-                f"(`jitgate notifications retry` once it is back)",
+                peer_text(
+                    f"channel {item.channel!r} is not in the policy (removed?); not sent "
+                    f"(`jitgate notifications retry` once it is back)",
+                    limit=500,
+                ),
                 retryable=False,
             )
             store.dead(item.id, now, failed.reason, None)

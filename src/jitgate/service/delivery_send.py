@@ -5,6 +5,8 @@ Invariants: an attempt never raises (a notifier's bug is a failed attempt) and r
 its send deadline; an outcome is recorded with its audit event in one transaction:
 ``notification.sent``, or when given up ``notification.failed``, with channel, recipient,
 event, attempt and status code only, never a link, a token, a URL or a peer's answer; a
+failure's reason is ``peer_text`` before it is logged or stored (a peer may answer anything:
+control bytes and line breaks become visible escapes, and it is cut to ``REASON_LIMIT``); a
 retry waits the backoff or the peer's ``Retry-After`` (capped), and a whole lease after a
 send given up on while it may still be going on.
 """
@@ -21,6 +23,7 @@ from typing import Any
 
 from jitgate.domain.events import DomainEvent
 from jitgate.domain.policy import Policy
+from jitgate.domain.text import line_safe
 from jitgate.service.context import Context
 from jitgate.service.delivery_deadline import send_deadline
 from jitgate.service.delivery_flight import Finished, Flight
@@ -39,6 +42,13 @@ from jitgate.service.notifications import Links, Message
 
 log = logging.getLogger("jitgate.delivery")
 SYSTEM = "system"
+REASON_LIMIT = 200
+
+
+def peer_text(text: object, limit: int = REASON_LIMIT) -> str:
+    """``text`` safe to log and store on one line (``line_safe``), cut to ``limit``."""
+    raw = line_safe(text)
+    return raw if len(raw) <= limit else raw[: limit - 1] + "…"
 
 
 @dataclass
@@ -130,7 +140,7 @@ def record(d: Delivery, results: Sequence[Finished]) -> DeliveryReport:
     with ctx.uow() as uow:
         store = d.store_of(uow)
         for done in results:
-            item, outcome = done.item, done.outcome
+            item, outcome = done.item, _safe(done.outcome)
             if isinstance(outcome, Sent):
                 store.sent(item.id, now, outcome.status)
                 events.append(event("notification.sent", item, outcome.status))
@@ -158,6 +168,21 @@ def record(d: Delivery, results: Sequence[Finished]) -> DeliveryReport:
         ctx.publish(uow, events, None, now)
         uow.commit()
     return DeliveryReport(len(results), sent, retrying, dead)
+
+
+def _safe(outcome: Outcome) -> Outcome:
+    """The outcome with a reason fit to log and store (``peer_text``)."""
+    if isinstance(outcome, Sent):
+        return outcome
+    safe = peer_text(outcome.reason)
+    if safe == outcome.reason:
+        return outcome
+    return DeliveryFailed(
+        safe,
+        status=outcome.status,
+        retryable=outcome.retryable,
+        retry_after=outcome.retry_after,
+    )
 
 
 def retry_delay(

@@ -5,6 +5,11 @@ A token has 256 bits of entropy, so a fast hash is enough: there is nothing to b
 Creating and revoking a token are audited (``token.created``, ``token.revoked``) with the
 token's id, never the token: who could act as a person or a gateway, and since when, is
 part of the evidence.
+
+A token's principal is named as requests and approvals name people: a person by their email
+in its normal form (``domain.approval.normal_email``), a gateway by its name without blanks
+around it; a name holding whitespace, a control, an invisible format character (a
+zero-width space, a bidi override) or a separator is refused, as it would name nobody.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import unicodedata
 from dataclasses import replace
 from datetime import timedelta
 
+from jitgate.domain.approval import normal_email
 from jitgate.domain.errors import Invalid, NotFound
 from jitgate.domain.events import DomainEvent
 from jitgate.service.context import Context
@@ -23,6 +30,8 @@ from jitgate.service.ports import Principal, TokenInfo, Tokens
 PREFIX = "jg_"
 MIN_ID = 8
 _HEX = re.compile(r"[0-9a-f]+")
+MAX_NAME = 320
+_UNSEEN = ("C", "Z")  # Unicode categories Cc, Cf, Cs, Co, Cn and Zs, Zl, Zp
 
 
 def hash_token(token: str) -> str:
@@ -41,6 +50,7 @@ def create_token(
     from now (``None``: when revoked)."""
     if expires_in is not None and expires_in <= timedelta(0):
         raise Invalid("a token's lifetime must be positive")
+    principal = checked_principal(principal)
     token = PREFIX + secrets.token_urlsafe(32)
     digest = hash_token(token)
     now = ctx.clock.now()
@@ -51,6 +61,32 @@ def create_token(
         ctx.publish(uow, [_event("token.created", info, actor, via)], None, now)
         uow.commit()
     return token
+
+
+def normal_principal(principal: Principal) -> Principal:
+    """``principal`` named in its normal form: a person's email as requests store it."""
+    if principal.kind == "user":
+        return Principal("user", normal_email(principal.subject))
+    return Principal(principal.kind, principal.subject.strip())
+
+
+def checked_principal(principal: Principal) -> Principal:
+    """``normal_principal(principal)``, or ``Invalid`` for a name that names nobody: empty,
+    too long, holding whitespace, a control, format or separator character, or (a person)
+    not an email address."""
+    normal = normal_principal(principal)
+    name = normal.subject
+    what = "an email" if normal.kind == "user" else "a service name"
+    if not name or len(name) > MAX_NAME:
+        raise Invalid(f"{what} must have 1 to {MAX_NAME} characters")
+    bad = next((c for c in name if c.isspace() or unicodedata.category(c)[0] in _UNSEEN), None)
+    if bad is not None:
+        code = f"U+{ord(bad):04X} {unicodedata.name(bad, '')}".rstrip()
+        raise Invalid(f"{what} must not hold whitespace or invisible characters ({code})")
+    local, at, domain = name.partition("@")
+    if normal.kind == "user" and not (local and at and domain and "@" not in domain):
+        raise Invalid(f"{name!r} is not an email address")
+    return normal
 
 
 def authenticate(ctx: Context, *, token: str) -> TokenInfo | None:
@@ -99,6 +135,7 @@ def revoke_tokens(
 
 def _named(tokens: Tokens, which: str | Principal) -> list[TokenInfo]:
     if isinstance(which, Principal):
+        which = normal_principal(which)
         found = tokens.infos(principal=which)
         if not found:
             raise NotFound(f"no token belongs to {which.kind} {which.subject}")

@@ -5,7 +5,10 @@ Configuration: ``smtp_host``, ``smtp_port`` (587), ``starttls`` (true), ``ssl`` 
 false), ``username_env``/``password_env``, ``sender``, ``ca_file`` (a CA bundle to trust, for a
 private relay).
 
-Invariants: the HTML part is rendered by Jinja2 with autoescaping; header values are free of
+Invariants: the HTML part is rendered by Jinja2 with autoescaping; in the text part, every
+line someone wrote is apart from jitgate's own: the reason's lines are quoted (``> ``) and a
+fact (a deny reason among them) is one line after its label, so no text can pass for the
+Approve or Deny link or the footer; header values are free of
 CR/LF and other control characters; ``Message-ID`` is ``<outbox-id@jitgate.host>``, the
 same on every retry; the whole SMTP exchange ends by the send's deadline; credentials never
 appear in an error.
@@ -35,7 +38,7 @@ from jitgate.adapters.notifiers.base import (
     unset,
 )
 from jitgate.adapters.notifiers.deadline import Cutoff
-from jitgate.adapters.notifiers.render import facts, one_line, plain, title
+from jitgate.adapters.notifiers.render import facts, one_line, plain, quoted, title
 from jitgate.adapters.plugin_config import (
     ConfigProblem,
     email_problems,
@@ -48,13 +51,14 @@ from jitgate.service.delivery_deadline import timeout_reason, within
 from jitgate.service.notifications import Message
 
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9.-]")
+FACT_LIMIT = 2000  # a fact (a deny reason among them) on one line of the text part
 
 TEXT = """{{ title }}
 
-{% for label, value in facts %}{{ label }}: {{ value }}
+{% for label, value in text_facts %}{{ label }}: {{ value }}
 {% endfor %}
 Reason:
-{{ reason }}
+{{ quoted_reason }}
 {% if links.approve %}
 Approve: {{ links.approve }}
 Deny:    {{ links.deny }}{% endif %}{% if links.view %}
@@ -70,7 +74,8 @@ HTML = """<!doctype html>
 <tr><th align="left" style="padding-right:1em">{{ label }}</th><td>{{ value }}</td></tr>{% endfor %}
 </table>
 <h3>Reason</h3>
-<p style="white-space: pre-wrap">{{ reason }}</p>
+<blockquote style="white-space: pre-wrap; margin: 0 0 1em; padding-left: .75em;
+ border-left: 3px solid #ccc">{{ reason }}</blockquote>
 <p>{% if links.approve %}<a href="{{ links.approve }}">Approve</a> &middot;
 <a href="{{ links.deny }}">Deny</a> &middot; {% endif %}{% if links.view %}
 <a href="{{ links.view }}">View details</a>{% endif %}</p>
@@ -97,7 +102,9 @@ def compose(message: Message, sender: str) -> EmailMessage:
     context = {
         "title": title(message),
         "facts": [(label, plain(value)) for label, value in facts(message)],
+        "text_facts": [(label, one_line(value, FACT_LIMIT)) for label, value in facts(message)],
         "reason": plain(message.request.reason),
+        "quoted_reason": quoted(message.request.reason),
         "links": message.links,
         "request_id": message.request.id,
     }

@@ -1,8 +1,10 @@
 """Wording and escaping shared by the notifiers.
 
-Invariant: every user-supplied string (reason, purpose, names, a deny reason) passes through
+Invariants: every user-supplied string (reason, purpose, names, a deny reason) passes through
 the escaper of its channel before it is placed in a message, so ``<!channel>``,
-``<https://evil|Approve>``, ``@here``, HTML, Markdown links and CR/LF render as inert text.
+``<https://evil|Approve>``, ``@here``, HTML, Markdown links and CR/LF render as inert text;
+every escaper starts from ``plain``, so no channel carries a C0 or C1 control character, a
+bidi embedding, override or isolate (U+202A-U+202E, U+2066-U+2069) or a run of blank lines.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from datetime import datetime
 
 from jitgate.service.notifications import Message
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
-_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+# C0 but tab and newline, DEL, C1, bidi marks, embeddings, overrides and isolates, separators
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
+)
+_BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")  # a line break and the blank lines after it
+_LINE_BREAKS = re.compile(r"[\t\n]+")
 _MENTION = re.compile(r"@(here|channel|everyone)\b", re.IGNORECASE)
 _MARKDOWN = re.compile(r"([\\`*_\[\]()~])")  # syntax anywhere in a line
 _LINE_START = re.compile(r"^(\s*)([-+#]|\d+(?=\.))", re.MULTILINE)  # lists and headings
@@ -33,14 +39,23 @@ TITLES = {
 
 
 def plain(text: str | None) -> str:
-    """Text without control characters (newlines and tabs stay; CR goes)."""
-    return _CONTROL.sub("", (text or "").replace("\r\n", "\n").replace("\r", "\n"))
+    """Text without control or bidi characters (newlines and tabs stay; CR becomes a
+    newline); a run of blank lines becomes one, and there are none at either end."""
+    lines = _CONTROL.sub("", (text or "").replace("\r\n", "\n").replace("\r", "\n"))
+    return _BLANK_LINES.sub("\n\n", lines).strip("\n")
 
 
 def one_line(text: str | None, limit: int = 200) -> str:
-    """Safe for a header or a title: no CR/LF or other control characters, bounded."""
-    flat = _HEADER_UNSAFE.sub(" ", text or "").strip()
+    """Safe for a header or a title: ``plain`` text on one line (tabs and newlines become a
+    space), bounded."""
+    flat = _LINE_BREAKS.sub(" ", plain(text)).strip()
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def quoted(text: str | None) -> str:
+    """``plain`` text with each line marked ``> `` (an empty one ``>``), as mail quotes: what
+    someone wrote stays visibly apart from jitgate's own lines around it."""
+    return "\n".join(f"> {line}".rstrip() for line in plain(text).split("\n"))
 
 
 def slack_escape(text: str | None) -> str:

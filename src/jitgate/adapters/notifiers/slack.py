@@ -9,7 +9,8 @@ overrides ``https://slack.com/api``.
 Invariants: every user-supplied text (the reason, the purpose, names, a deny reason) is
 literal text in a ``rich_text`` block, never mrkdwn, so it arrives as typed: no format, no
 mention, no link; the notification text is mrkdwn-escaped (no mentions, no auto-links); the
-request id is in every message; the webhook URL and the bot token never appear in an error.
+request id is in every message; the webhook URL and the bot token never appear in an error;
+a Web API error is judged by its ``error`` code alone and quoted only as ``peer_text``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from jitgate.adapters.plugin_config import (
     text_problems,
     url_problems,
 )
-from jitgate.service.delivery import DeliveryFailed, Sent
+from jitgate.service.delivery import DeliveryFailed, Sent, peer_text
 from jitgate.service.delivery_deadline import within
 from jitgate.service.notifications import Message
 
@@ -58,6 +59,7 @@ FACT_LIMIT = 1000
 APPROVE = "jitgate.approve"
 DENY = "jitgate.deny"
 VIEW = "jitgate.view"
+_AROUND = "".join(map(chr, range(0x21))) + "".join(map(chr, range(0x7F, 0xA1)))  # blank, controls
 PERMANENT_ERRORS = frozenset(
     {
         "users_not_found",
@@ -277,11 +279,18 @@ class SlackNotifier:
         check_status(response)
         answer = response.json() if response.content else {}
         if not answer.get("ok"):
-            error = str(answer.get("error", "unknown_error"))[:60]
+            code = error_code(answer)
             raise DeliveryFailed(
-                f"Slack {method}: {error}",
+                f"Slack {method}: {peer_text(code, 80)}",
                 status=response.status_code,
-                retryable=error not in PERMANENT_ERRORS,
+                retryable=code not in PERMANENT_ERRORS,
                 retry_after=retry_after(response),
             )
         return response
+
+
+def error_code(answer: Any) -> str:
+    """Slack's ``error`` code of a failed Web API answer, without the whitespace or control
+    characters around it; it is compared exactly (``PERMANENT_ERRORS``), never shown raw."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    return str(error).strip(_AROUND) if error is not None else "unknown_error"

@@ -10,9 +10,11 @@ Invariants:
   every other key reported as unknown; one with a ``config_problems(config)`` classmethod
   gets the problems it returns reported under the entry's path. A plugin that declares
   neither (or fails to load) is taken as written;
-- no key at any depth of a channel or backend looks like an inline secret:
-  secrets come from the environment through a key ending in ``_env`` whose
-  value is an environment variable name (never read here);
+- no key at any depth of a channel or backend looks like an inline secret, and no value
+  is a URL carrying a credential (a password, or a query parameter such as ``token`` or
+  ``sig``): secrets come from the environment through a key ending in ``_env`` whose
+  value is an environment variable name (never read here), such as ``url_env`` holding a
+  whole URL;
 - routes are keyed by SPEC §6 events, address one audience and only name
   channels that exist. No routes written means none (the notifier applies the
   RFC 10.5.2 defaults).
@@ -27,7 +29,7 @@ from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import Any, Literal
 
-from jitgate.adapters.plugin_config import ConfigProblem
+from jitgate.adapters.plugin_config import ConfigProblem, url_credentials
 from jitgate.adapters.policy.checks import Checker, closest
 from jitgate.adapters.policy.problems import Path
 from jitgate.domain.policy import Notifications, Route
@@ -67,13 +69,18 @@ def looks_secret(key: str) -> bool:
     )
 
 
-def check_no_secrets(check: Checker, data: Any, path: Path) -> None:
-    """Walk ``data`` and report inline-secret keys and malformed ``*_env`` values."""
+def check_no_secrets(
+    check: Checker, data: Any, path: Path, keys: Collection[str] | None = None
+) -> None:
+    """Walk ``data`` and report inline-secret keys, URLs carrying a credential and malformed
+    ``*_env`` values. ``keys``: what the entry's plugin reads (``CONFIG_KEYS``), to name the
+    ``*_env`` form of a URL setting only where there is one (``None``: not declared)."""
     if isinstance(data, list):
         for index, item in enumerate(data):
-            check_no_secrets(check, item, (*path, index))
+            check_no_secrets(check, item, (*path, index), ())
         return
     if not isinstance(data, dict):
+        _check_url(check, data, path, None)
         return
     for key, value in data.items():
         where = (*path, key)
@@ -86,8 +93,24 @@ def check_no_secrets(check: Checker, data: Any, path: Path) -> None:
         elif key.endswith("_env"):
             if not isinstance(value, str) or not _ENV_NAME.match(value):
                 check.error(where, "must name an environment variable (letters, digits, _)")
+        elif isinstance(value, str):
+            offered = keys is None or f"{key}_env" in keys
+            _check_url(check, value, where, f"{key}_env" if offered else None)
         else:
-            check_no_secrets(check, value, where)
+            check_no_secrets(check, value, where, ())
+
+
+def _check_url(check: Checker, value: Any, where: Path, env_key: str | None) -> None:
+    """A URL carrying a credential is an error that names the ``env_key`` to use instead."""
+    what = url_credentials(value)
+    if what is None:
+        return
+    fix = (
+        f"use '{env_key}' naming an environment variable that holds the whole URL"
+        if env_key
+        else "take the credential out of the URL (this setting has no *_env form)"
+    )
+    check.error(where, f"a URL holding {what}; secrets never go in the policy: {fix}")
 
 
 class PluginCatalog:
@@ -139,7 +162,6 @@ def _plugin(check: Checker, raw: Any, path: Path) -> dict[str, Any] | None:
     if "type" not in raw:
         check.error((*path, "type"), "'type' is required")
         return None
-    check_no_secrets(check, raw, path)
     return copy.deepcopy(raw)
 
 
@@ -153,12 +175,14 @@ def _entry(
     """
     name = check.name(key, path)
     config = _plugin(check, raw, path)
-    if name is None or config is None:
+    if config is None:
         return None
     written = check.name(config["type"], (*path, "type"))
-    if written is None:
+    types = plugins.types(kind) if written is not None else {}
+    keys = getattr(types.get(written or ""), "CONFIG_KEYS", None)
+    check_no_secrets(check, config, path, keys)
+    if name is None or written is None:
         return None
-    types = plugins.types(kind)
     if written in types:
         _check_config(check, config, path, types[written], written)
     else:

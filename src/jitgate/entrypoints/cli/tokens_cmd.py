@@ -34,17 +34,21 @@ def token() -> None:
 
 @contextmanager
 def _context(db_url: str, *, create: bool = False) -> Iterator[Context]:
-    """A context on ``db_url`` whose schema is brought up to date first; only ``create``
-    may make a new SQLite file (``ls`` and ``revoke`` refuse one that does not exist)."""
+    """A context on ``db_url``. Only ``create`` (``token create``) makes a new SQLite file
+    and brings the schema up to date; ``ls`` and ``revoke`` change no schema: they refuse
+    a missing file and any schema but this jitgate's, in one line that says what to run."""
     from jitgate.adapters.clock import SystemClock
-    from jitgate.adapters.db.migrate import upgrade
+    from jitgate.adapters.db.migrate import check, upgrade
     from jitgate.adapters.db.uow import SqlUnitOfWorkFactory
     from jitgate.domain.policy import Policy
     from jitgate.entrypoints.cli.common import opened
     from jitgate.service.context import Context, PolicyHolder
 
     with opened(db_url, create=create) as database:
-        upgrade(database)
+        if create:
+            upgrade(database)
+        else:
+            check(database)
         yield Context(
             uow=SqlUnitOfWorkFactory(database), clock=SystemClock(), policy=PolicyHolder(Policy())
         )
@@ -55,9 +59,7 @@ def _principal(email: str | None, service: str | None) -> Principal:
 
     if bool(email) == bool(service):
         fail("give either EMAIL or --service NAME")
-    if email and "@" not in email:
-        fail(f"{email!r} is not an email address")
-    return Principal("user", email.lower()) if email else Principal("service", str(service))
+    return Principal("user", str(email)) if email else Principal("service", str(service))
 
 
 @token.command()
@@ -79,9 +81,9 @@ def create(email: str | None, service: str | None, expires: str | None, db_url: 
     token stops working after that long. The schema is brought up to date first if
     needed."""
     from jitgate.domain.durations import parse_duration
-    from jitgate.service.tokens import create_token
+    from jitgate.service.tokens import checked_principal, create_token
 
-    principal = _principal(email, service)
+    principal = checked_principal(_principal(email, service))  # refused before any database
     try:
         expires_in = None if expires is None else parse_duration(expires)
     except ValueError as exc:
@@ -137,7 +139,8 @@ def _unprinted(ctx: Context, new: str, out: TextIO, exc: Exception) -> None:
 def list_(include_ended: bool, as_json: bool, db_url: str) -> None:
     """List the tokens that work; with --all, the revoked and expired ones too.
 
-    Oldest first, each named by its id (the start of its hash), never by the token."""
+    Oldest first, each named by its id (the start of its hash), never by the token. Only
+    reads: a database at another schema is refused (run `jitgate db upgrade`)."""
     from jitgate.service.tokens import list_tokens
 
     with _context(db_url) as ctx:
@@ -171,7 +174,8 @@ def revoke(token_id: str | None, email: str | None, service: str | None, db_url:
     ID is the id `jitgate token ls` shows (8 digits are enough if they name one token); the
     token itself works too. --user EMAIL or --service NAME revokes all of theirs.
 
-    Running servers notice within about a second and refuse the token from then on."""
+    Running servers notice within about a second and refuse the token from then on. The
+    schema is left alone: a database at another schema is refused (run `jitgate db upgrade`)."""
     from jitgate.service.tokens import revoke_tokens
 
     if sum(x is not None for x in (token_id, email, service)) != 1:

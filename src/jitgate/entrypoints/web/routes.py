@@ -3,18 +3,21 @@
 How a person proves who they are: a link is bound to the approver it was sent to. With
 ``JITGATE_WEB_USER_HEADER`` set (jitgate behind an SSO proxy), that header names the person
 and nothing else does. Otherwise the browser keeps a signed session cookie naming the person
-whose personal link first opened in it (having the link proves having the mailbox or Slack
+whose personal link last opened in it (having the link proves having the mailbox or Slack
 DM it was sent to, as with a sign-in link), and the requests whose personal links it opened:
-a link bound to someone else, opened in a browser signed in as another person, is refused
-(403), and a link from a shared channel (bound to nobody) acts only in a browser that opened
-its person's own link to the same request. So a leaked personal link never lends its
-person's name to any other request.
+a personal link that can still act signs the browser in as its own person, replacing a
+session of anyone else (so a link of someone else planted in a browser never locks its owner
+out of their own links, and the page always names who is signed in), and a link from a
+shared channel (bound to nobody) acts only in a browser that opened its person's own link
+to the same request. So a leaked personal link never lends its person's name to any other
+request, and a form shown before someone else's link signed the browser in no longer acts.
 
 Invariants: a GET never changes a request or a link (mail scanners prefetch links); the
 POST needs the session cookie (``SameSite=Lax``, ``HttpOnly``; ``Secure`` over https, and
 always with ``JITGATE_COOKIE_SECURE=1`` behind a proxy that ends TLS) and a form token bound
 to the link and that cookie, so a cross-site or replayed form is refused (403); every answer
-is a page with ``no-store``, ``no-referrer`` and no framing; a bad token is 404, never a 500.
+is a page with ``no-store``, ``no-referrer`` and no framing; a bad token is 404, never a 500;
+what people wrote (reason, purpose, comments) is shown ``plain``, as every channel shows it.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from jitgate.adapters.links import HmacLinkSigner, WebSession
-from jitgate.adapters.notifiers.render import human_duration
+from jitgate.adapters.notifiers.render import human_duration, plain
 from jitgate.adapters.notifiers.wiring import NotifyRuntime
-from jitgate.domain.errors import DomainError, Forbidden, Gone, Invalid, NotFound
+from jitgate.domain.errors import DomainError, Forbidden, Gone, Invalid, NotFound, Unavailable
 from jitgate.entrypoints.api.auth import AppDep
 from jitgate.entrypoints.api.schemas import NUL
 from jitgate.service.links import BadLink, Link, LinkPage, decide_from_link, open_link
@@ -63,10 +66,12 @@ SECURITY_HEADERS = {
 
 @lru_cache(maxsize=1)
 def _templates() -> Environment:
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=select_autoescape(("html",), default=True),
     )
+    env.filters["plain"] = plain  # what people wrote, cleaned as every channel cleans it
+    return env
 
 
 def _page(status: int, heading: str, message: str = "", **context: Any) -> HTMLResponse:
@@ -137,11 +142,12 @@ def show_link(token: str, request: Request, app: AppDep) -> HTMLResponse:
     person = _person(request, rt, session, link)
     if rt.web.user_header:  # the header names the person; the cookie only holds the nonce
         signs_in = session is None
-    else:  # a person's own link signs the browser in as them, for this request
+    else:  # a person's own link signs the browser in as them, for this request, whoever
+        # was signed in before: the latest personal link wins
         signs_in = bool(link.subject) and (
             session is None
-            or not session.subject
-            or (session.subject == link.subject and link.request_id not in session.requests)
+            or session.subject != link.subject
+            or link.request_id not in session.requests
         )
         person = link.subject if signs_in else person
     page = open_link(app.ctx, rt.link_uses_of, link=link, person=person)
@@ -236,6 +242,10 @@ def _foreign(request: Request, public_url: str | None) -> bool:
 
 
 def _refused(exc: DomainError, app: Any, link: Link) -> HTMLResponse:
+    if isinstance(exc, Unavailable):  # nothing changed, the link is still good: try again
+        page = _page(503, "The decision was not recorded", str(exc))
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
     kind = (
         "gone"
         if isinstance(exc, Gone)
