@@ -287,7 +287,11 @@ def test_logins_through_the_principals_command_are_sessions_of_the_request(stack
     assert refused.returncode != 0 and "ok" not in refused.stdout
     with stack.http(bob) as client:
         sessions = client.get(f"/v1/requests/{grant['id']}/sessions").json()["items"]
-    assert len(sessions) == 1 and sessions[0]["end_reason"] == "terminated: grant revoked"
+    # the login had closed by itself: jitgate asks for its end, and reap records it closed
+    assert len(sessions) == 1 and sessions[0]["ended_at"] is None
+    assert sessions[0]["termination_reason"] == "terminated: grant revoked"
+    assert "closed, recorded" in _reap(stack).stdout
+    assert _session_of(stack, grant["id"], bob)["end_reason"] == "closed"
 
 
 def test_the_helper_prints_nothing_for_foreign_certificates_or_a_bad_token(stack: Stack) -> None:

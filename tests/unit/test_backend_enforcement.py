@@ -250,7 +250,7 @@ def test_per_request_backends_remove_each_grant_on_its_own(make_ctx: Any, tmp_pa
     assert ("per-request", second) in WORLD.held
 
 
-def test_early_revocation_terminates_and_ends_open_sessions(make_ctx: Any, tmp_path: Path) -> None:
+def test_early_revocation_asks_for_the_end_of_open_sessions(make_ctx: Any, tmp_path: Path) -> None:
     ctx, _ = _ctx(make_ctx, tmp_path)
     rid = _request(ctx)
     session = access.open_session(ctx, user="jane@example.com", resource="dev-db", kind="psql")
@@ -259,9 +259,11 @@ def test_early_revocation_terminates_and_ends_open_sessions(make_ctx: Any, tmp_p
     assert action == "revoke" and spec.ended_early and spec.terminate_sessions
     assert [s.id for s in spec.sessions] == [session.id]
     with ctx.uow(write=False) as uow:
-        ended = uow.sessions.get(session.id)
-    assert ended is not None and ended.end_reason == "terminated: grant revoked"
-    assert _events(ctx, rid, "session.ended")[0]["terminated"] is True
+        asked = uow.sessions.get(session.id)
+    assert asked is not None and asked.ended_at is None  # ended once its gateway says so
+    assert asked.termination_reason == "terminated: grant revoked"
+    assert _events(ctx, rid, "session.termination_requested")[0]["session_id"] == session.id
+    assert _events(ctx, rid, "session.ended") == []
 
 
 @pytest.mark.parametrize("policy, ends", [("continue", False), ("terminate", True)])
@@ -278,7 +280,8 @@ def test_sessions_at_expiry_follow_the_policy(
     assert WORLD.calls[-1][1].terminate_sessions is ends
     with ctx.uow(write=False) as uow:
         after = uow.sessions.get(session.id)
-    assert after is not None and (after.ended_at is not None) is ends
+    assert after is not None and after.ended_at is None  # until its gateway ends it
+    assert (after.termination_requested_at is not None) is ends
 
 
 def test_an_interrupted_apply_is_resumed_and_audited(make_ctx: Any, tmp_path: Path) -> None:

@@ -146,7 +146,7 @@ def test_a_certificate_covers_the_rest_of_the_window_only(ca: SshCaBackend, subj
     cert.verify_cert_signature()
     assert cert.key_id == spec.request_id.encode()  # SPEC §7: key id = request id
     assert cert.valid_principals == [b"ubuntu", b"ops"]
-    assert cert.valid_after == int(NOW.timestamp())  # now, not the grant's start
+    assert cert.valid_after == int(spec.starts_at.timestamp())  # the window's start, not now
     assert cert.valid_before == int(spec.ends_at.timestamp())  # floored: never past ends_at
     assert cert.valid_before <= spec.ends_at.timestamp()
     assert set(cert.extensions) == {

@@ -236,6 +236,17 @@ BAD_VALUES = [
     (_backend("{type: postgres, dsn_env: D, db_role: r, logins: [a]}"), "logins", "mapping"),
     (_backend("{type: webhook, url: not-a-url, secret_env: S}"), "url", "URL"),
     (_backend("{type: webhook, url: 'https://x.example', timeout: -1}"), "timeout", "seconds"),
+    (_backend("{type: webhook, url: 'https://x.example', timeout: 600}"), "timeout", "lease"),
+    (
+        _backend("{type: postgres, dsn_env: D, db_role: r, statement_timeout: 90}"),
+        "statement_timeout",
+        "lease",
+    ),
+    (
+        _backend("{type: postgres, dsn_env: D, db_role: r, connect_timeout: 300}"),
+        "connect_timeout",
+        "to 30",
+    ),
     (_backend("{type: ssh-ca, ca_key_file_env: K, principals: ubuntu}"), "principals", "a list"),
     (_backend("{type: ssh-ca, ca_key_file_env: K, principals: []}"), "principals", "empty"),
     (_backend("{type: ssh-ca, principals: [u], source_address: [a]}"), "source_address", ""),
@@ -249,6 +260,15 @@ def test_a_bad_value_is_a_problem_at_its_key(text: str, key: str, words: str) ->
     section = "backends.b" if backend else "notifications.channels.c"
     assert (problem.line, problem.path) == (text.count("\n"), f"{section}.{key}")
     assert words in problem.message
+
+
+def test_a_backend_call_cannot_outlast_the_lease_of_its_row() -> None:
+    """The limits on backend timeouts keep one call inside the lease its enforcement row
+    takes, so no second replica repeats a call still under way."""
+    from jitgate.adapters.plugin_config import MAX_SECONDS
+    from jitgate.service.enforcement_rows import LEASE
+
+    assert LEASE.total_seconds() / 1.5 > MAX_SECONDS
 
 
 def test_a_bad_list_item_has_its_index() -> None:

@@ -18,6 +18,7 @@ from jitgate.domain.events import DomainEvent
 from jitgate.domain.policy import Policy, Scope
 from jitgate.service.context import Context
 from jitgate.service.ports import AsyncGrantReader, GrantView, Session
+from jitgate.service.sessions_end import ended_as
 
 
 @dataclass(frozen=True)
@@ -154,10 +155,12 @@ def end_session(
     reason: str = "closed",
     actor: str = "system",
     gateway: str | None = None,
+    terminated: bool | None = None,
 ) -> Session:
     """End a session; a ``gateway`` (``service:NAME``) may end only the sessions it opened,
     so one leaked gateway token cannot close, or set the recording of, another's. The
-    recording URL is stored and audited without its credentials (``redact_url``)."""
+    recording URL is stored and audited without its credentials (``redact_url``).
+    ``terminated``: the gateway ended it (``sessions_end.ended_as`` words the record)."""
     now = ctx.clock.now()
     recording_url = redact_url(recording_url) if recording_url is not None else None
     with ctx.uow() as uow:
@@ -168,14 +171,10 @@ def end_session(
             raise Forbidden(f"session {session_id} was opened by another gateway")
         if session.ended_at is not None:
             raise Conflict(f"session {session_id} already ended")
-        session.ended_at, session.recording_url, session.end_reason = now, recording_url, reason
+        session.ended_at, session.recording_url = now, recording_url
+        session.end_reason, data = ended_as(session, terminated=terminated, reason=reason)
         uow.sessions.save(session)
-        event = DomainEvent(
-            "session.ended",
-            actor,
-            session.request_id,
-            {"session_id": session.id, "recording_url": recording_url, "reason": reason},
-        )
+        event = DomainEvent("session.ended", actor, session.request_id, data)
         ctx.publish(uow, [event], None, now)
         uow.commit()
     return session

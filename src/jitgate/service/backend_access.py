@@ -9,10 +9,12 @@ whose grant is in place; issuing one is audited, without the password or any key
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from jitgate.domain.errors import Conflict, Invalid, NotFound
 from jitgate.domain.events import DomainEvent
 from jitgate.domain.request import AccessRequest
+from jitgate.domain.states import State
 from jitgate.service.backend_ports import (
     BackendError,
     BackendGrant,
@@ -44,18 +46,47 @@ def _honoured_for(enf: Enforcement, request_id: str, requester: str) -> AccessRe
         why = "only the requester of a grant can get its certificate or credentials"
         raise refused(enf.ctx, request, requester, why)
     if not request.honoured(now):
-        raise Conflict(
-            f"request {request_id} is {request.state.value} and not in its grant window; "
-            "certificates and credentials are given only while a grant is active"
-        )
+        raise Conflict(_not_honoured_why(enf, request, now))
     return request
+
+
+def _not_honoured_why(enf: Enforcement, request: AccessRequest, now: datetime) -> str:
+    """Why no certificate or credentials: the true cause. An approved grant whose window
+    is current waits for a backend (named, with its last error), not for its window."""
+    in_window = (
+        request.starts_at is not None
+        and request.ends_at is not None
+        and request.starts_at <= now < request.ends_at
+    )
+    if request.state is State.APPROVED and in_window and request.backends:
+        with enf.uow(write=False) as uow:
+            rows = {r.backend: r for r in uow.backend_grants.of_request(request.id)}
+        waiting = [n for n in request.backends if n not in rows or rows[n].status != "applied"]
+        if waiting:
+            return "; ".join(_waiting_on(n, rows.get(n)) for n in waiting) + "; jitgate retries"
+        return f"request {request.id} is in its window and being activated: ask again shortly"
+    return (
+        f"request {request.id} is {request.state.value} and not in its grant window; "
+        "certificates and credentials are given only while a grant is active"
+    )
+
+
+def _waiting_on(name: str, row: BackendGrant | None) -> str:
+    """``the grant is in its window but backend 'x' has not applied it yet: <last error>``
+    (the error as audited in ``backend.failed``: never a secret)."""
+    said = f"the grant is in its window but backend {name!r} has not applied it yet"
+    if row is None:
+        return f"{said} (not attempted yet)"
+    if row.last_error:
+        return f"{said}: {row.last_error}"
+    return f"{said} ({'being applied' if row.status == 'applying' else row.status})"
 
 
 def _in_place(enf: Enforcement, request: AccessRequest, name: str) -> None:
     with enf.uow(write=False) as uow:
         row = uow.backend_grants.get(request.id, name)
     if row is None or row.status != "applied":
-        raise Conflict(f"the grant is not in place on backend {name!r} yet")
+        raise Conflict(_waiting_on(name, row) + "; jitgate retries")
 
 
 def _audit(enf: Enforcement, request: AccessRequest, kind: str, data: dict[str, object]) -> None:

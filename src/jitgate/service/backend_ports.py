@@ -80,6 +80,9 @@ class GrantSpec:
     ended_early: bool = False
     terminate_sessions: bool = False
     sessions: tuple[SessionRef, ...] = ()
+    #: names the instruction this call carries out: the same on every retry of it, new for
+    #: every new one (even one that repeats an earlier one's content); ``""`` when unknown
+    instruction: str = ""
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,17 @@ class Inventory(Protocol):
     def remove_made(self, grant: MadeGrant, *, terminate: bool) -> Receipt: ...
 
 
+@runtime_checkable
+class RoleMembers(Protocol):
+    """A backend whose grants are memberships of a role (``postgres`` in ``grant_role``
+    mode): it lists the role's members, so reconciliation can report the ones no grant of
+    jitgate explains (standing access)."""
+
+    def member_scope(self) -> str | None: ...  # the role on its server; None: no such role
+    def members(self) -> Sequence[str]: ...
+    def member_name(self, user: str) -> str: ...
+
+
 class BackendProvider(Protocol):
     """One backend instance per configured backend; raises ``BackendUnavailable``."""
 
@@ -249,6 +263,7 @@ class BackendGrants(Protocol):
         self, now: datetime, limit: int, after: tuple[str, str] | None = None
     ) -> list[BackendGrant]: ...
     def removed_since(self, since: datetime, limit: int) -> list[BackendGrant]: ...
+    def holders(self, backend: str) -> set[str]: ...
     def add_revoked_keys(
         self, backend: str, request_id: str, keys: Sequence[Revocation], now: datetime
     ) -> None: ...

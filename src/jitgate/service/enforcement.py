@@ -39,7 +39,7 @@ from jitgate.service.backend_ports import (
     SessionTerminator,
 )
 from jitgate.service.enforcement_base import EnforcementBase
-from jitgate.service.sessions_end import end_open_sessions
+from jitgate.service.sessions_end import request_termination
 
 log = logging.getLogger("jitgate.enforcement")
 
@@ -100,7 +100,7 @@ class Enforcement(EnforcementBase):
 
     def _end_sessions(self, request: AccessRequest, early: bool) -> None:
         why = "grant revoked" if early else "grant expired"
-        end_open_sessions(self.ctx, request_id=request.id, reason=f"terminated: {why}")
+        request_termination(self.ctx, request_id=request.id, reason=f"terminated: {why}")
 
     # -- apply one backend -------------------------------------------------------------------
 
@@ -117,7 +117,8 @@ class Enforcement(EnforcementBase):
             if gate not in ("go", "resume"):
                 uow.commit()  # nothing written: release SQLite's write lock
         if gate == "refresh":
-            return backend is None or self._refresh(request, name, backend)
+            given = rows.instruction(row)
+            return backend is None or self._refresh(request, name, backend, given)
         if gate not in ("go", "resume"):
             return gate == "done"
         with self.uow() as uow:
@@ -135,7 +136,8 @@ class Enforcement(EnforcementBase):
             row.next_attempt_at, row.updated_at = now + rows.LEASE, now
             uow.backend_grants.save(row)
             uow.commit()
-        outcome = self._call(backend.grant, self.spec(request, name))
+        spec = self.spec(request, name, instruction=rows.instruction(row))
+        outcome = self._call(backend.grant, spec)
         return self._settle_grant(request, name, outcome, resumed=gate == "resume")
 
     def _settle_grant(
@@ -160,7 +162,9 @@ class Enforcement(EnforcementBase):
                 row.status, row.applied_at, row.last_error = "applied", now, None
                 row.attempts = 0
             row.in_flight, row.updated_at = False, now
-            row.detail = {**outcome.detail, "window_end": rows.window_end(request)}
+            row.detail = rows.next_instruction(
+                {**outcome.detail, "window_end": rows.window_end(request)}
+            )
             uow.backend_grants.save(row)
             self.ctx.publish(uow, events, request, now)
             uow.commit()
@@ -168,9 +172,11 @@ class Enforcement(EnforcementBase):
             self.remove_one(request, name, terminate=row.terminate, early=row.ended_early)
         return not raced
 
-    def _refresh(self, request: AccessRequest, name: str, backend: Backend) -> bool:
+    def _refresh(
+        self, request: AccessRequest, name: str, backend: Backend, instruction: str
+    ) -> bool:
         """Grant again because the window moved (an extension): still in place meanwhile."""
-        outcome = self._call(backend.grant, self.spec(request, name))
+        outcome = self._call(backend.grant, self.spec(request, name, instruction=instruction))
         now = self.ctx.clock.now()
         with self.uow() as uow:
             row = uow.backend_grants.get(request.id, name, for_update=True)
@@ -183,7 +189,9 @@ class Enforcement(EnforcementBase):
                 event.data.update(type=row.backend_type, error=outcome)
             else:
                 row.last_error, row.updated_at = None, now
-                row.detail = {**outcome.detail, "window_end": rows.window_end(request)}
+                row.detail = rows.next_instruction(
+                    {**outcome.detail, "window_end": rows.window_end(request)}
+                )
                 event = rows.applied_event(request.id, row, outcome)
                 event.data["refreshed_to"] = rows.window_end(request)
             uow.backend_grants.save(row)
@@ -239,6 +247,7 @@ class Enforcement(EnforcementBase):
             ended_early=row.ended_early,
             terminate=row.terminate,
             sessions=sessions,
+            instruction=rows.instruction(row),
         )
         if covered is not None and backend.shares_grants:
             if row.terminate and sessions and isinstance(backend, SessionTerminator):
@@ -289,7 +298,7 @@ class Enforcement(EnforcementBase):
                 uow.commit()
                 return False
             rows.settle_removed(row, now)
-            row.detail = dict(outcome.detail)
+            row.detail = rows.next_instruction(dict(outcome.detail))
             uow.backend_grants.save(row)
             uow.backend_grants.add_revoked_keys(name, request.id, outcome.revocations, now)
             events = [rows.removed_event(request.id, row, outcome)]
@@ -310,12 +319,14 @@ class Enforcement(EnforcementBase):
 
     def regrant(self, request: AccessRequest, name: str, *, reason: str) -> bool:
         """Re-apply a grant found missing on its backend, audited as a repair."""
+        with self.uow(write=False) as uow:
+            given = rows.instruction(uow.backend_grants.get(request.id, name))
         try:
             backend = self.backend_for(name)
         except BackendUnavailable as exc:
             outcome: Receipt | str = str(exc)
         else:
-            outcome = self._call(backend.grant, self.spec(request, name))
+            outcome = self._call(backend.grant, self.spec(request, name, instruction=given))
         now = self.ctx.clock.now()
         with self.uow() as uow:
             row = uow.backend_grants.get(request.id, name, for_update=True)
@@ -325,6 +336,8 @@ class Enforcement(EnforcementBase):
                 self._failed(uow, request, row, "grant", outcome, now)
                 uow.commit()
                 return False
+            row.detail = rows.next_instruction(row.detail)
+            uow.backend_grants.save(row)
             event = rows.reconciled(request.id, row, "reapplied", reason)
             self.ctx.publish(uow, [event], request, now)
             uow.commit()

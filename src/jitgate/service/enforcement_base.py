@@ -65,6 +65,7 @@ class EnforcementBase:
         ended_early: bool = False,
         terminate: bool = False,
         sessions: tuple[SessionRef, ...] = (),
+        instruction: str = "",
     ) -> GrantSpec:
         config = self.ctx.policy.current.backends.get(name, {})
         now = self.ctx.clock.now()
@@ -81,6 +82,7 @@ class EnforcementBase:
             ended_early=ended_early,
             terminate_sessions=terminate,
             sessions=sessions,
+            instruction=instruction,
         )
 
     def _new_row(self, request: AccessRequest, name: str, now: datetime) -> BackendGrant:
@@ -92,6 +94,7 @@ class EnforcementBase:
             status="applying",
             created_at=now,
             updated_at=now,
+            detail=rows.next_instruction({}),
         )
 
     def _failed(

@@ -1,8 +1,10 @@
 """Pure helpers of enforcement: the backoff schedule, the gate that decides whether an
-apply may run, how a row is settled, and the audit events of backend outcomes."""
+apply may run, how a row is settled, the instruction id a backend call carries, and the
+audit events of backend outcomes."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,6 +16,22 @@ ACTOR = "system"
 LEASE = timedelta(minutes=2)
 BACKOFF_BASE = timedelta(seconds=5)
 BACKOFF_MAX = timedelta(minutes=5)
+
+
+INSTRUCTION = "instruction"  # in ``detail``: the id of the row's next (or retried) call
+
+
+def instruction(row: BackendGrant | None) -> str:
+    """The id of the instruction the row's next backend call carries out: kept while it is
+    retried, replaced once it succeeded (``next_instruction``), so a new instruction never
+    reuses an id even when it repeats an earlier one (an end moved out and back)."""
+    value = row.detail.get(INSTRUCTION) if row is not None else None
+    return value if isinstance(value, str) else ""
+
+
+def next_instruction(detail: dict[str, Any]) -> dict[str, Any]:
+    """``detail`` with the id of the next instruction, after one succeeded."""
+    return {**detail, INSTRUCTION: uuid.uuid4().hex}
 
 
 def backoff(attempts: int) -> timedelta:

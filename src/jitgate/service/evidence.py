@@ -1,11 +1,16 @@
 """The evidence of one request (RFC 10.6.3), built from its hash-chained audit events:
 authorized, time-limited, justified and used appropriately, with every table value that
-disagrees with the events listed in ``discrepancies``."""
+disagrees with the events listed in ``discrepancies``.
+
+A session shows when jitgate asked for its end (``termination_requested_at``, from
+``session.termination_requested``) apart from when it ended (``ended_at``, from
+``session.ended``, with ``terminated``: whether its gateway ended it); one asked for and
+not confirmed within ``sessions_end.CONFIRM_WITHIN`` is a discrepancy."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jitgate.domain.approval import Approval
@@ -14,6 +19,7 @@ from jitgate.domain.request import AccessRequest
 from jitgate.service.context import Context
 from jitgate.service.ports import AuditQuery, Session, UnitOfWork
 from jitgate.service.queries import visible_request
+from jitgate.service.sessions_end import CONFIRM_WITHIN
 
 _STATE_AFTER = {
     "request.created": "pending",
@@ -71,7 +77,10 @@ def evidence(ctx: Context, *, request_id: str, viewer: str) -> dict[str, Any]:
         },
         "justified": {key: told[f"justified.{key}"] for key in ("reason", "purpose", "urgency")},
         "used": {"sessions": list(trail.sessions.values())},
-        "discrepancies": _discrepancies(stored, told),
+        "discrepancies": [
+            *_discrepancies(stored, told),
+            *_unconfirmed(trail, ctx.clock.now(), CONFIRM_WITHIN),
+        ],
         "audit": [e.as_dict() for e in events],
     }
 
@@ -79,6 +88,7 @@ def evidence(ctx: Context, *, request_id: str, viewer: str) -> dict[str, Any]:
 _WINDOW = ("duration_seconds", "starts_at", "ends_at", "closed_at", "close_reason")
 _SESSION_FIELDS: tuple[str, ...] = ("user", "resource", "kind", "started_at", "ended_at")
 _SESSION_FIELDS += ("recording_url", "end_reason", "opened_by")
+_SESSION_FIELDS += ("termination_requested_at", "termination_reason")
 
 
 def _events_of(uow: UnitOfWork, request_id: str) -> list[AuditRecord]:
@@ -181,15 +191,23 @@ class _Trail:
                 "environment": data.get("environment"),
                 "opened_by": data.get("opened_by"),
                 "started_at": _iso(at),
+                "termination_requested_at": None,
+                "termination_reason": None,
                 "ended_at": None,
+                "terminated": None,
                 "recording_url": None,
                 "end_reason": None,
             }
             if "opened_by" not in data:
                 self.unattributed.add(session_id)
+        elif event.type == "session.termination_requested" and session_id in self.sessions:
+            self.sessions[session_id].update(
+                termination_requested_at=_iso(at), termination_reason=data.get("reason")
+            )
         elif event.type == "session.ended" and session_id in self.sessions:
             self.sessions[session_id].update(
                 ended_at=_iso(at),
+                terminated=data.get("terminated"),
                 recording_url=data.get("recording_url"),
                 end_reason=data.get("reason"),
             )
@@ -264,7 +282,12 @@ def _stored(
 
 
 def _stored_session(s: Session) -> dict[str, Any]:
-    values = {**s.as_dict(), "started_at": _iso(s.started_at), "ended_at": _iso(s.ended_at)}
+    values = {
+        **s.as_dict(),
+        "started_at": _iso(s.started_at),
+        "ended_at": _iso(s.ended_at),
+        "termination_requested_at": _iso(s.termination_requested_at),
+    }
     return {key: values[key] for key in _SESSION_FIELDS}
 
 
@@ -292,6 +315,26 @@ def _by_id(path: str, stored: dict[str, Any], told: dict[str, Any]) -> list[dict
             ]
         elif table != events:
             found.append({"field": f"{path}[{id_}]", "table": table, "events": events})
+    return found
+
+
+def _unconfirmed(trail: _Trail, now: datetime, within: timedelta) -> list[dict[str, Any]]:
+    """Sessions whose end jitgate asked for and no gateway confirmed within ``within``: the
+    evidence cannot say they ended (their gateway, e.g. ``jitgate ssh reap``, is not
+    running, or could not end them)."""
+    found = []
+    for id_, session in trail.sessions.items():
+        asked = _when(session["termination_requested_at"])
+        if asked is not None and session["ended_at"] is None and now - asked >= within:
+            found.append(
+                {
+                    "field": f"used.sessions[{id_}].ended_at",
+                    "table": None,
+                    "events": None,
+                    "note": f"termination requested at {_iso(asked)}; no end confirmed "
+                    f"by its gateway ({session['opened_by'] or 'unknown'}) within {within}",
+                }
+            )
     return found
 
 

@@ -92,6 +92,10 @@ class Session:
     recording_url: str | None = None
     end_reason: str | None = None
     opened_by: str | None = None  # the gateway (``service:NAME``) that opened it
+    # jitgate asked for its end (grant revoked, or ended under ``sessions_at_expiry:
+    # terminate``); ``ended_at`` is set only once its gateway confirms the end
+    termination_requested_at: datetime | None = None
+    termination_reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +109,10 @@ class Session:
             "recording_url": self.recording_url,
             "end_reason": self.end_reason,
             "opened_by": self.opened_by,
+            "termination_requested_at": (
+                self.termination_requested_at.isoformat() if self.termination_requested_at else None
+            ),
+            "termination_reason": self.termination_reason,
         }
 
 

@@ -8,12 +8,18 @@ One pass, run by the scheduler and by ``jitgate reconcile``:
 3. remove grants still recorded as in place whose request is no longer live;
 4. for grants in force, ask verifiable backends whether they are really in place and
    re-apply the missing ones;
-5. for grants removed recently, ask again and remove them if they came back (and no other
-   live grant of the user covers them);
-6. list what each inventory backend holds that jitgate made, and remove the orphans.
+5. for grants removed in the last ``RECHECK_HORIZON`` (a day), ask again and remove them
+   if they came back (and no other live grant of the user covers them);
+6. list what each inventory backend holds that jitgate made, and remove the orphans;
+7. list the members of each role a membership backend manages (``RoleMembers``) and report
+   the ones no grant of jitgate explains (standing access: a grant made by hand, or one
+   back after the horizon), without removing them: they may be service accounts.
 
-Invariant: every repair is audited (``backend.reconciled``, or the ``backend.*`` event of
-the normal path it resumed); a pass never raises for one backend's failure.
+Invariants: every repair is audited (``backend.reconciled``, or the ``backend.*`` event of
+the normal path it resumed), and so is standing access (``backend.reconciled`` with
+``action: reported``, once a day per member while it lasts); a pass never raises for one
+backend's failure, however it fails: it is logged, counted in ``failed`` and named in
+``problems``, and the pass goes on with the next backend or item.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from jitgate.domain.errors import Conflict
@@ -36,12 +42,20 @@ from jitgate.service.backend_ports import (
     GrantSpec,
     Inventory,
     MadeGrant,
+    RoleMembers,
 )
 from jitgate.service.context import Context
 from jitgate.service.enforcement import BATCH, Enforcement
+from jitgate.service.ports import AuditQuery
 
 log = logging.getLogger("jitgate.reconcile")
+#: How far back removed grants are checked again (step 5); a membership back after that is
+#: reported as standing access (step 7), not removed.
 RECHECK_HORIZON = timedelta(days=1)
+#: Standing access is audited once in this time per member while it lasts.
+REPORT_EVERY = timedelta(days=1)
+REPORTED = "reported"
+STANDING = "standing access: a member of the role that no live jitgate grant explains"
 
 
 @dataclass
@@ -53,13 +67,19 @@ class ReconcileReport:
     reapplied: int = 0
     orphans: int = 0
     failed: int = 0
+    standing: list[dict[str, str]] = field(default_factory=list)  # {backend, member}
+    problems: list[str] = field(default_factory=list)  # what failed, safe to show
 
     @property
     def repairs(self) -> int:
         return self.removed + self.reapplied + self.orphans
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, object]:
         return {**self.__dict__, "repairs": self.repairs}
+
+    def problem(self, text: str) -> None:
+        self.failed += 1
+        self.problems.append(text)
 
 
 def enforcement_of(ctx: Context) -> Enforcement:
@@ -77,6 +97,7 @@ def reconcile(ctx: Context) -> ReconcileReport:
     _check_live(enf, report)
     _check_removed(enf, report)
     _orphans(enf, report)
+    _standing(enf, report)
     return report
 
 
@@ -148,6 +169,9 @@ def _in_place(
         log.warning("reconcile: cannot check %s for %s: %s", row.backend, row.request_id, exc)
         report.failed += 1
         return None
+    except Exception as exc:
+        _unexpected(report, exc, f"checking {row.request_id} on {row.backend}")
+        return None
 
 
 def _check_removed(enf: Enforcement, report: ReconcileReport) -> None:
@@ -175,6 +199,9 @@ def _remove_again(
         log.warning("reconcile: cannot remove %s of %s: %s", row.backend, row.request_id, exc)
         report.failed += 1
         return
+    except Exception as exc:
+        _unexpected(report, exc, f"removing {row.request_id} from {row.backend}")
+        return
     if receipt.changed:
         _audit(enf, row.request_id, row.backend, "removed", reason, dict(receipt.detail))
         report.orphans += 1
@@ -186,26 +213,47 @@ def _orphans(enf: Enforcement, report: ReconcileReport) -> None:
     for name in policy.backends:
         try:
             backend = enf.backend_for(name)
-            made = list(backend.made()) if isinstance(backend, Inventory) else []
+            if not isinstance(backend, Inventory):
+                continue
+            made = list(backend.made())
         except BackendError as exc:
             # a backend no role uses may well be unconfigured: say so quietly
             level = logging.WARNING if name in attached else logging.DEBUG
             log.log(level, "reconcile: cannot list what %s holds: %s", name, exc)
             continue
+        except Exception as exc:  # one backend's bug never stops the others' repairs
+            _unexpected(report, exc, f"listing what {name} holds")
+            continue
         for grant in made:
-            terminate = _orphan(enf, name, grant)
-            if terminate is None or not isinstance(backend, Inventory):
-                continue
             try:
-                receipt = backend.remove_made(grant, terminate=terminate)
-            except BackendError as exc:
-                log.warning("reconcile: cannot remove %s from %s: %s", grant.key, name, exc)
-                report.failed += 1
-                continue
-            if receipt.changed:
-                reason = "jitgate-made grant without a live request"
-                _audit(enf, grant.request_id, name, "removed", reason, dict(receipt.detail))
-                report.orphans += 1
+                _remove_orphan(enf, name, backend, grant, report)
+            except Exception as exc:
+                _unexpected(report, exc, f"removing {grant.key} from {name}")
+
+
+def _remove_orphan(
+    enf: Enforcement, name: str, backend: Inventory, grant: MadeGrant, report: ReconcileReport
+) -> None:
+    terminate = _orphan(enf, name, grant)
+    if terminate is None:
+        return
+    try:
+        receipt = backend.remove_made(grant, terminate=terminate)
+    except BackendError as exc:
+        log.warning("reconcile: cannot remove %s from %s: %s", grant.key, name, exc)
+        report.failed += 1
+        return
+    if receipt.changed:
+        reason = "jitgate-made grant without a live request"
+        _audit(enf, grant.request_id, name, "removed", reason, dict(receipt.detail))
+        report.orphans += 1
+
+
+def _unexpected(report: ReconcileReport, exc: Exception, doing: str) -> None:
+    """An exception no backend should raise: logged with its trace, reported by its type only
+    (its text may hold anything), and the pass goes on."""
+    log.error("reconcile: %s failed unexpectedly", doing, exc_info=exc)
+    report.problem(f"{doing}: unexpected {type(exc).__name__}")
 
 
 def _orphan(enf: Enforcement, name: str, grant: MadeGrant) -> bool | None:
@@ -223,27 +271,80 @@ def _orphan(enf: Enforcement, name: str, grant: MadeGrant) -> bool | None:
     return early or enf.ctx.policy.current.settings.sessions_at_expiry == "terminate"
 
 
+def _standing(enf: Enforcement, report: ReconcileReport) -> None:
+    """Report the members of each managed role that no grant explains, per role on its
+    server: backends sharing one role explain its members together."""
+    roles: dict[str, list[tuple[str, RoleMembers]]] = {}
+    for name in enf.ctx.policy.current.backends:
+        try:
+            backend = enf.backend_for(name)
+            scope = backend.member_scope() if isinstance(backend, RoleMembers) else None
+        except BackendError:
+            continue  # unusable: the other steps have said so
+        except Exception as exc:
+            _unexpected(report, exc, f"setting up {name}")
+            continue
+        if scope is not None and isinstance(backend, RoleMembers):
+            roles.setdefault(scope, []).append((name, backend))
+    for sharing in roles.values():
+        name, lister = sharing[0]
+        try:
+            with enf.uow(write=False) as uow:
+                users = [(b, u) for n, b in sharing for u in uow.backend_grants.holders(n)]
+            explained = {b.member_name(user) for b, user in users}
+            members = lister.members()
+        except BackendError as exc:
+            log.warning("reconcile: cannot list the members of %s's role: %s", name, exc)
+            report.problem(f"listing the members of {name}'s role: {exc}")
+            continue
+        except Exception as exc:
+            _unexpected(report, exc, f"listing the members of {name}'s role")
+            continue
+        unexplained = [m for m in members if m not in explained]
+        report.standing.extend({"backend": name, "member": m} for m in unexplained)
+        if unexplained:
+            _report_standing(enf, name, unexplained)
+
+
+def _report_standing(enf: Enforcement, name: str, members: list[str]) -> None:
+    """Audit (and log) each member not already reported in the last ``REPORT_EVERY``."""
+    now = enf.ctx.clock.now()
+    query = AuditQuery(type="backend.reconciled", since=now - REPORT_EVERY, limit=100_000)
+    with enf.uow(write=False) as uow:
+        seen = {
+            str(e.data.get("member"))
+            for e in uow.audit.find(query)
+            if e.data.get("action") == REPORTED and e.data.get("backend") == name
+        }
+    for member in members:
+        if member in seen:
+            continue
+        log.warning("reconcile: %s: %s (%s)", name, STANDING, _printable(member))
+        _audit(enf, None, name, REPORTED, STANDING, {"member": member}, member=member)
+
+
+def _printable(text: str, limit: int = 80) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
 def _live(state: State, ends_at: datetime | None, now: datetime) -> bool:
     return state in (State.APPROVED, State.ACTIVE) and ends_at is not None and ends_at > now
 
 
 def _audit(
     enf: Enforcement,
-    request_id: str,
+    request_id: str | None,
     backend: str,
     action: str,
     reason: str,
     detail: dict[str, object],
+    **extra: object,
 ) -> None:
     now = enf.ctx.clock.now()
-    event = DomainEvent(
-        "backend.reconciled",
-        "system",
-        request_id,
-        {"backend": backend, "action": action, "reason": reason, "detail": detail},
-    )
+    data = {"backend": backend, "action": action, "reason": reason, "detail": detail, **extra}
+    event = DomainEvent("backend.reconciled", "system", request_id, data)
     with enf.uow() as uow:
-        request = uow.requests.get(request_id)
+        request = uow.requests.get(request_id) if request_id is not None else None
         enf.ctx.publish(uow, [event], request, now)
         uow.commit()
 

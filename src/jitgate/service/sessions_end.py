@@ -1,41 +1,77 @@
 """Ending the open sessions of a grant that ended, when they must end (RFC 10.4.4, SPEC §3):
 always on early revocation, and at expiry with ``sessions_at_expiry: terminate``.
 
-The backends do the real termination (PostgreSQL connections terminated, a
-``session.terminate`` webhook for gateways holding SSH sessions); this marks the sessions
-ended, with the reason, and audits ``session.ended`` for each, in one transaction.
-Sessions of the grant's extensions go with it.
+jitgate cannot end a session by itself: its gateway does (``jitgate ssh reap`` ends the
+SSH connection, a gateway holding sessions acts on the ``session.terminate`` webhook).
+So the evidence tells two facts apart, each with its real time:
+
+- ``request_termination`` records that the end was *asked for*: the session keeps
+  ``ended_at`` empty and gets ``termination_requested_at`` and ``termination_reason``,
+  audited as ``session.termination_requested``, in one transaction;
+- ``ended_as`` says how the gateway's confirmation (``POST /v1/sessions/{id}/end``) is
+  recorded: ``session.ended`` with ``terminated: true`` only when the gateway says it ended
+  the session, ``terminated: false`` (reason ``closed``) when it closed by itself, even
+  after the end was asked for. A session that ended before is never touched.
+
+A termination asked for and not confirmed within ``CONFIRM_WITHIN`` is a discrepancy in
+the evidence (``service.evidence``).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from jitgate.domain.events import DomainEvent
 from jitgate.service.context import Context
+from jitgate.service.ports import Session
+
+#: How long a gateway may take to confirm a termination jitgate asked for (``jitgate ssh
+#: reap`` runs every few seconds to a minute) before the evidence calls it unconfirmed.
+CONFIRM_WITHIN = timedelta(minutes=5)
 
 
-def end_open_sessions(ctx: Context, *, request_id: str, reason: str) -> int:
-    """Mark every open session of ``request_id`` (and its extensions) ended; returns how many."""
+def request_termination(ctx: Context, *, request_id: str, reason: str) -> int:
+    """Ask for the end of every open session of ``request_id`` (and of its extensions) not
+    asked for yet; returns how many were asked for now."""
     now = ctx.clock.now()
     with ctx.uow() as uow:
         ids = [request_id] + [e.id for e in uow.requests.extensions_of(request_id)]
         open_ = [s for sessions in uow.sessions.open_by_request(ids).values() for s in sessions]
+        asked = [s for s in open_ if s.termination_requested_at is None]
         events = []
-        for session in open_:
-            session.ended_at, session.end_reason = now, reason
+        for session in asked:
+            session.termination_requested_at, session.termination_reason = now, reason
             uow.sessions.save(session)
+            data = {"session_id": session.id, "reason": reason, "opened_by": session.opened_by}
             events.append(
-                DomainEvent(
-                    "session.ended",
-                    "system",
-                    session.request_id,
-                    {
-                        "session_id": session.id,
-                        "recording_url": session.recording_url,
-                        "reason": reason,
-                        "terminated": True,
-                    },
-                )
+                DomainEvent("session.termination_requested", "system", session.request_id, data)
             )
         ctx.publish(uow, events, None, now)
         uow.commit()
-    return len(open_)
+    return len(asked)
+
+
+def ended_as(
+    session: Session, *, terminated: bool | None, reason: str
+) -> tuple[str, dict[str, Any]]:
+    """``(end_reason, data of session.ended)`` for a session whose end its gateway reports:
+    ``terminated`` is what the gateway says (``None``: it did not say); ``reason`` the one
+    it gives for a session that closed by itself."""
+    asked = session.termination_requested_at
+    if terminated:
+        why = session.termination_reason if asked else None
+        end_reason = why or "terminated by its gateway"
+    elif terminated is None and asked is not None:
+        end_reason = f"ended after termination was requested ({session.termination_reason})"
+    else:
+        end_reason = reason
+    data: dict[str, Any] = {
+        "session_id": session.id,
+        "recording_url": session.recording_url,
+        "reason": end_reason,
+        "terminated": terminated if asked is not None else bool(terminated),
+    }
+    if asked is not None:
+        data["termination_requested_at"] = asked.isoformat()
+    return end_reason, data

@@ -17,11 +17,17 @@ or server message with them is ever put in a receipt or an error. With
 ``terminate_sessions`` the user's (or the ephemeral login's) connections are terminated,
 since a session that ran ``SET ROLE`` keeps the privilege otherwise. Works as a
 non-superuser with CREATEROLE, ADMIN OPTION on ``db_role`` and ``pg_signal_backend``.
+Every statement ends within ``statement_timeout`` (default 5 s; a lock wait at 4/5 of
+it), so another session's lock fails a call (retried) rather than holding it. ``made``
+lists only logins whose comment reads ``jitgate:<request>:<user>`` (others are logged once
+and left alone); ``members`` lists who holds ``db_role`` (``grant_role``) for the standing
+access report.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,8 +48,11 @@ from jitgate.adapters.backends.pg_sql import (
     scram_sha256,
 )
 from jitgate.adapters.plugin_config import (
+    MAX_SECONDS,
+    WITHIN_LEASE,
     ConfigProblem,
     choice_problems,
+    seconds_problems,
     text_problems,
     whole_problems,
 )
@@ -56,7 +65,24 @@ from jitgate.service.backend_ports import (
     Receipt,
 )
 
+log = logging.getLogger("jitgate.backends.postgres")
+
 MODES = ("grant_role", "ephemeral_user")
+MEMBERS_SQL = """
+SELECT DISTINCT u.rolname
+FROM pg_auth_members m
+JOIN pg_roles r ON r.oid = m.roleid
+JOIN pg_roles u ON u.oid = m.member
+WHERE r.rolname = %s AND u.rolname <> current_user
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_shdescription d
+    WHERE d.objoid = u.oid AND d.classoid = 'pg_authid'::regclass AND d.description LIKE %s
+  )
+ORDER BY u.rolname
+"""
+TIMEOUTS_SQL = (
+    "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)"
+)
 MARKER = "jitgate"
 _UNSAFE = re.compile(r"[^a-z0-9_]")
 
@@ -75,6 +101,7 @@ class PostgresBackend:
         "logins",
         "login_prefix",
         "connect_timeout",
+        "statement_timeout",
         "public_host",
         "public_port",
         "public_dbname",
@@ -93,12 +120,15 @@ class PostgresBackend:
         self.logins = {str(k).lower(): str(v) for k, v in (config.get("logins") or {}).items()}
         self.prefix = str(config.get("login_prefix", "jit_"))
         self.timeout = int(config.get("connect_timeout", 5))
+        self.statement_ms = max(1, round(float(config.get("statement_timeout", 5)) * 1000))
+        self._unreadable: set[str] = set()  # logins whose jitgate comment was not readable
         self._dsn = env_secret(config, "dsn_env", deps.environ, backend=name)
         try:
             parts = conninfo_to_dict(self._dsn)
         except psycopg.ProgrammingError:
             raise BackendUnavailable(f"backend {name!r}: the DSN is malformed") from None
         self._secrets = [str(parts["password"])] if parts.get("password") else []
+        self._scope = f"{parts.get('host', '')}:{parts.get('port', '')}/{self.db_role}"
         self._public = {
             "host": config.get("public_host", parts.get("host", "localhost")),
             "port": config.get("public_port", parts.get("port", 5432)),
@@ -110,7 +140,10 @@ class PostgresBackend:
         return [
             *choice_problems(config, "mode", MODES),
             *text_problems(config, "db_role", "login_prefix", "public_host", "public_dbname"),
-            *whole_problems(config, "connect_timeout", minimum=1),
+            *whole_problems(config, "connect_timeout", minimum=1, maximum=int(MAX_SECONDS / 2)),
+            *seconds_problems(
+                config, "statement_timeout", maximum=MAX_SECONDS / 2, why=WITHIN_LEASE
+            ),
             *whole_problems(config, "public_port", minimum=1, maximum=65535),
             *_login_problems(config),
         ]
@@ -121,17 +154,28 @@ class PostgresBackend:
         if self.mode == "ephemeral_user":
             digest = hashlib.sha256(spec.request_id.encode()).hexdigest()[:12]
             return f"{self.prefix}{local_name(spec.user)[:20]}_{digest}"
-        explicit = self.logins.get(spec.user.lower())
+        return self.member_name(spec.user)
+
+    def member_name(self, user: str) -> str:
+        """``grant_role``: the login of ``user``, the member a grant of theirs makes."""
+        explicit = self.logins.get(user.lower())
         if explicit:
             return explicit
-        return self.login_template.format(local=local_name(spec.user), email=spec.user.lower())
+        return self.login_template.format(local=local_name(user), email=user.lower())
 
     # -- plumbing ---------------------------------------------------------------------------
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection whose every statement gives up after ``statement_timeout``, waiting
+        for a lock included (another session's open ``REVOKE``, an ``ALTER ROLE`` left
+        uncommitted): the call fails as a ``BackendError`` and is retried, rather than
+        holding the scheduler or a request for as long as that session likes."""
         try:
             with psycopg.connect(self._dsn, autocommit=True, connect_timeout=self.timeout) as conn:
+                # a lock wait gives up first, so that the error names it
+                locks = f"{max(1, self.statement_ms * 4 // 5)}ms"
+                conn.execute(TIMEOUTS_SQL, (locks, f"{self.statement_ms}ms"))
                 yield conn
         except psycopg.Error as exc:
             raise BackendError(self._safe(exc)) from None
@@ -292,9 +336,32 @@ class PostgresBackend:
             rows = conn.execute(inventory_sql(), (self.prefix + "%", MARKER + ":%")).fetchall()
         found = []
         for name, comment in rows:
-            _, request_id, user = str(comment).split(":", 2)
-            found.append(MadeGrant(request_id, user, str(name)))
+            made = _made_grant(str(name), str(comment))
+            if made is not None:
+                found.append(made)
+            elif str(name) not in self._unreadable:  # said once per login, not every pass
+                self._unreadable.add(str(name))
+                log.warning(
+                    "postgres backend %s: login %s carries a jitgate comment that is not "
+                    "'jitgate:<request>:<user>'; left alone",
+                    self.name,
+                    _printable(str(name)),
+                )
         return found
+
+    # -- members (grant_role) --------------------------------------------------------------
+
+    def member_scope(self) -> str | None:
+        """The role on its server (roles are per cluster), or ``None`` in ``ephemeral_user``
+        mode, whose grants are logins of their own (``made`` lists those)."""
+        return self._scope if self.mode == "grant_role" else None
+
+    def members(self) -> Sequence[str]:
+        """Direct members of ``db_role``, but for jitgate's own service account and the
+        logins jitgate made (they carry its comment; their backend's ``made`` owns them)."""
+        with self._connection() as conn:
+            rows = conn.execute(MEMBERS_SQL, (self.db_role, MARKER + ":%")).fetchall()
+        return [str(row[0]) for row in rows]
 
     def remove_made(self, grant: MadeGrant, *, terminate: bool) -> Receipt:
         """Remove a login jitgate made (found by ``made``) under the name it really has."""
@@ -323,6 +390,21 @@ def _login_problems(config: Mapping[str, Any]) -> list[ConfigProblem]:
             if not isinstance(login, str) or not login.strip()
         )
     return out
+
+
+def _made_grant(name: str, comment: str) -> MadeGrant | None:
+    """The grant a ``jitgate:<request>:<user>`` comment names; ``None`` for any other text
+    (a comment written by hand, a truncated one): such a login is not known to be ours."""
+    marker, _, rest = comment.partition(":")
+    request_id, _, user = rest.partition(":")
+    if marker != MARKER or not request_id.strip() or not user.strip():
+        return None
+    return MadeGrant(request_id, user, name)
+
+
+def _printable(text: str, limit: int = 80) -> str:
+    """``text`` fit for one log line: no control characters, at most ``limit`` long."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
 def _pg_time(value: datetime) -> str:

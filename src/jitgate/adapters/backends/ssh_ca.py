@@ -9,8 +9,12 @@ PEM format); ``ca_key_env`` names one holding the key itself; ``ca_key_passphras
 optionally its passphrase. ``extensions`` (default: the usual ``permit-*``) and
 ``source_address`` are optional.
 
-Invariants: a certificate is valid from ``max(now, starts_at)`` to the grant's ``ends_at``
-(floored to the second, never later), so sshd itself refuses it after the grant; its key
+Invariants: a certificate is valid for the grant window: from the grant's ``starts_at``
+(not the moment of issue, so a host whose clock is a little behind jitgate's accepts it at
+once) to its ``ends_at`` (floored to the second, never later), so sshd itself refuses it
+after the grant. ``starts_at`` is floored to the second too: rounding it up would refuse a
+certificate used in the first second of its grant, and a fraction of a second before the
+start grants nothing, since a certificate is only issued once the grant is in force; its key
 id is the request id (SPEC §7) and the jitgate user is in its ``USER_EXTENSION``
 extension (sshd ignores extensions it does not know); a grant that ends early is revoked
 by key id in the KRL (``Receipt.revocations``). The CA private key never leaves this
@@ -212,9 +216,9 @@ class SshCaBackend:
 
     def issue(self, spec: GrantSpec, public_key: str, now: datetime) -> IssuedCertificate:
         subject = _subject_key(public_key)
-        valid_after = int(max(now, spec.starts_at).timestamp())
+        valid_after = int(spec.starts_at.timestamp())  # the window's start, not ``now``
         valid_before = int(spec.ends_at.timestamp())
-        if valid_before <= valid_after:
+        if valid_before <= max(valid_after, int(now.timestamp())):
             raise BackendError("the grant window has ended; no certificate is issued")
         key_id = spec.request_id
         serial = secrets.randbits(63) | 1

@@ -11,11 +11,15 @@ gateways that hold SSH sessions); they are signed like notification webhooks (St
 Webhooks: ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``, secret in
 ``whsec_`` form).
 
-Invariants: a 2xx answer means applied; anything else, or no answer, raises
-``BackendError`` and the grant is retried; the ``webhook-id`` of one message is the same
-on every retry (receivers dedupe on it); the URL and the secret never appear in errors.
-Receivers should key grants on (user, backend): jitgate sends ``revoke`` only when no other
-live grant of the user still covers this backend.
+Invariants: a 2xx answer means applied; anything else, or no answer within ``timeout``
+seconds in all (connect, send and the answer's head, however slowly the receiver trickles
+it: ``DeadlineTransport``), raises ``BackendError`` and the grant is retried; only the
+status is used, the answer's body is never read (a huge one costs nothing); the
+``webhook-id`` names one instruction (``GrantSpec.instruction``): the same on every retry
+of it, so receivers may dedupe on it, and new for every new one, even one whose content
+repeats an earlier one's (an end moved out and back again); the URL and the secret never
+appear in errors. Receivers should key grants on (user, backend): jitgate sends ``revoke``
+only when no other live grant of the user still covers this backend.
 """
 
 from __future__ import annotations
@@ -29,9 +33,16 @@ from typing import Any, ClassVar
 import httpx
 
 from jitgate.adapters.backends.base import BackendDeps, env_secret
-from jitgate.adapters.plugin_config import ConfigProblem, seconds_problems, url_problems
+from jitgate.adapters.plugin_config import (
+    MAX_SECONDS,
+    WITHIN_LEASE,
+    ConfigProblem,
+    seconds_problems,
+    url_problems,
+)
 from jitgate.adapters.signing import secret_key, sign_webhook
 from jitgate.service.backend_ports import BackendError, BackendUnavailable, GrantSpec, Receipt
+from jitgate.service.delivery_deadline import send_deadline, within
 
 
 class WebhookBackend:
@@ -57,7 +68,10 @@ class WebhookBackend:
 
     @classmethod
     def config_problems(cls, config: Mapping[str, Any]) -> list[ConfigProblem]:
-        return [*url_problems(config, "url"), *seconds_problems(config, "timeout")]
+        return [
+            *url_problems(config, "url"),
+            *seconds_problems(config, "timeout", maximum=MAX_SECONDS, why=WITHIN_LEASE),
+        ]
 
     def grant(self, spec: GrantSpec) -> Receipt:
         status = self._post("grant", spec, _grant_data(spec))
@@ -92,6 +106,8 @@ class WebhookBackend:
             {"type": kind, "timestamp": now, "data": data}, sort_keys=True, separators=(",", ":")
         ).encode()
         seed = f"{kind}:{spec.backend}:{spec.request_id}:{spec.ends_at.isoformat()}"
+        if spec.instruction:  # without one (a caller of its own), the content names it
+            seed += f":{spec.instruction}"
         msg_id = "msg_" + hashlib.sha256(seed.encode()).hexdigest()[:32]
         headers = {
             **sign_webhook(self._secret, msg_id, now, body),
@@ -99,14 +115,18 @@ class WebhookBackend:
             "user-agent": "jitgate-backend",
         }
         try:
-            response = self._http.post(
-                self.url, content=body, headers=headers, timeout=self.timeout
-            )
+            with (
+                send_deadline(self.timeout),
+                self._http.stream(
+                    "POST", self.url, content=body, headers=headers, timeout=within(self.timeout)
+                ) as response,
+            ):
+                status = response.status_code  # the body is left unread, and dropped
         except httpx.HTTPError as exc:
             raise BackendError(f"webhook {kind}: no answer ({type(exc).__name__})") from None
-        if not 200 <= response.status_code < 300:
-            raise BackendError(f"webhook {kind}: answered HTTP {response.status_code}")
-        return response.status_code
+        if not 200 <= status < 300:
+            raise BackendError(f"webhook {kind}: answered HTTP {status}")
+        return status
 
 
 def _grant_data(spec: GrantSpec) -> dict[str, Any]:

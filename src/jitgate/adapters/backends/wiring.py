@@ -15,6 +15,7 @@ import httpx
 from jitgate.adapters.backends.base import BackendDeps, BackendSet, Registry
 from jitgate.adapters.db.backend_repos import SqlEnforcementUnitOfWorkFactory
 from jitgate.adapters.db.engine import Database
+from jitgate.adapters.notifiers.deadline import deadline_client
 from jitgate.service.context import Context
 from jitgate.service.enforcement import Enforcement
 
@@ -28,7 +29,8 @@ def wire_enforcement(
     environ: Mapping[str, str] | None = None,
 ) -> Enforcement:
     owned = http is None
-    client = http or httpx.Client(timeout=10.0, follow_redirects=False)
+    # every call ends by its backend's deadline, however slowly a peer answers
+    client = http or deadline_client(httpx.Limits(max_connections=64), httpx.Timeout(10.0))
     deps = BackendDeps(http=client, environ=os.environ if environ is None else environ)
     backends = BackendSet(registry or Registry(), deps)
     enforcement = Enforcement(

@@ -192,6 +192,12 @@ class SqlBackendGrants:
         )
         return [_grant(r) for r in self._conn.execute(stmt)]
 
+    def holders(self, backend: str) -> set[str]:
+        """Users whose grant on ``backend`` is not removed (in force, or its removal not
+        finished yet): who may hold it because of jitgate."""
+        stmt = sa.select(G.c.user_email).where(G.c.backend == backend, G.c.status != "removed")
+        return {str(user) for user in self._conn.execute(stmt.distinct()).scalars()}
+
     def add_revoked_keys(
         self, backend: str, request_id: str, keys: Sequence[Revocation], now: datetime
     ) -> None:

@@ -27,6 +27,8 @@ def _session(row: Any) -> Session:
         m["recording_url"],
         m["end_reason"],
         m["opened_by"],
+        m["termination_requested_at"],
+        m["termination_reason"],
     )
 
 
@@ -79,6 +81,8 @@ def _session_row(s: Session) -> dict[str, Any]:
         "recording_url": s.recording_url,
         "end_reason": s.end_reason,
         "opened_by": s.opened_by,
+        "termination_requested_at": s.termination_requested_at,
+        "termination_reason": s.termination_reason,
     }
 
 

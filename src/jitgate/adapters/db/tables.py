@@ -115,6 +115,8 @@ sessions = sa.Table(
     sa.Column("recording_url", sa.Text),
     sa.Column("end_reason", sa.Text),
     sa.Column("opened_by", sa.String(200)),
+    sa.Column("termination_requested_at", UTCDateTime),
+    sa.Column("termination_reason", sa.Text),
     sa.Index("ix_sessions_request", "request_id", "started_at"),
 )
 

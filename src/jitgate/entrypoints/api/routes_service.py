@@ -69,8 +69,10 @@ def open_session(body: s.SessionBody, app: AppDep, who: ServiceDep) -> s.Session
 
 @router.get("/sessions/{session_id}", response_model=s.SessionOut)
 def show_session(session_id: str, app: AppDep, who: ServiceDep) -> s.SessionOut:
-    """Whether a session is still open: ``ended_at`` is set once it ended, by its gateway or
-    by jitgate (a grant revoked early, or ending with ``sessions_at_expiry: terminate``)."""
+    """Whether a session is still open: ``ended_at`` is set once its gateway reported its
+    end; ``termination_requested_at`` once jitgate asked for it (a grant revoked early, or
+    ending with ``sessions_at_expiry: terminate``): the gateway then ends it and reports
+    ``POST /v1/sessions/{id}/end {"terminated": true}``."""
     return s.SessionOut(**queries.session(app.ctx, session_id=session_id).as_dict())
 
 
@@ -78,11 +80,14 @@ def show_session(session_id: str, app: AppDep, who: ServiceDep) -> s.SessionOut:
 def end_session(
     session_id: str, app: AppDep, who: ServiceDep, body: s.EndSessionBody | None = None
 ) -> s.SessionOut:
+    """The gateway reports that a session ended (``session.ended``, at this time):
+    ``terminated: true`` when it ended it (as jitgate asked), ``false`` when it closed."""
     session = access.end_session(
         app.ctx,
         session_id=session_id,
         recording_url=body.recording_url if body else None,
         actor=f"service:{who}",
         gateway=f"service:{who}",
+        terminated=body.terminated if body else None,
     )
     return s.SessionOut(**session.as_dict())

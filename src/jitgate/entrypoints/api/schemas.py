@@ -136,6 +136,11 @@ class SessionBody(Strict):
 
 class EndSessionBody(Strict):
     recording_url: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    terminated: bool | None = Field(
+        None,
+        description="true: the gateway ended the session (after jitgate asked, see "
+        "termination_requested_at); false: it closed by itself; unset: not said",
+    )
 
     @field_validator("recording_url")
     @classmethod
@@ -208,6 +213,10 @@ class SessionOut(BaseModel):
     ended_at: datetime | None
     recording_url: str | None
     end_reason: str | None
+    termination_requested_at: datetime | None = Field(
+        None, description="when jitgate asked its gateway to end it; ended_at once it did"
+    )
+    termination_reason: str | None = None
 
 
 class SessionPage(BaseModel):

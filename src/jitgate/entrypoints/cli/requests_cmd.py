@@ -1,5 +1,10 @@
 """The people's commands: request, approve, deny, revoke, extend, ls, show, evidence.
 
+``show``, ``request``, ``approve`` and ``revoke`` also say where each backend of the grant
+stands (``GET /v1/requests/{id}/backends``): applied, pending retry with the last error,
+removed, removal pending; a backend that failed is a ``note:`` on stderr too, so a
+request that stays ``approved`` is never silent about why. ``--json`` adds ``backends``.
+
 What the server says (a requester's reason, a comment, role and people's names) is shown
 ``line_safe``: a reason can never fake a line of ``show`` or move an approver's cursor.
 A request id goes into a URL only as one encoded segment, and only if it looks like an id.
@@ -38,9 +43,11 @@ def _short(when: str | None) -> str:
         return line_safe(when)
 
 
-def show_request(r: dict[str, Any], as_json: bool) -> None:
+def show_request(
+    r: dict[str, Any], as_json: bool, backends: list[dict[str, Any]] | None = None
+) -> None:
     if as_json:
-        emit_json(r)
+        emit_json(r if backends is None else {**r, "backends": backends})
         return
     dur = format_duration(_seconds(r["duration_seconds"]))
     lines = [
@@ -61,6 +68,64 @@ def show_request(r: dict[str, Any], as_json: bool) -> None:
     click.echo("\n" + table(rows, ["requirement", "satisfied by"]))
     if r["state"] == "pending":
         click.echo("\ncan approve now: " + (_listed(r["eligible_approvers"]) or "nobody"))
+    elif backends:
+        _show_backends(r, backends)
+
+
+def _backends_of(api: Api, request: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where the grant stands on each backend (whoever may see the request may see this)."""
+    found = api.get(f"/v1/requests/{segment(request['id'])}/backends")
+    return [b for b in found if isinstance(b, dict)] if isinstance(found, list) else []
+
+
+def _show_request_and_backends(api: Api, r: dict[str, Any], as_json: bool) -> None:
+    show_request(r, as_json, _backends_of(api, r))
+
+
+#: What a backend row's ``status`` means for the grant, in people's words.
+_ENFORCEMENT = {
+    "pending": "not applied yet",
+    "applying": "applying",
+    "applied": "applied",
+    "failed": "pending retry",
+    "removing": "removal pending",
+    "removed": "removed",
+}
+
+
+def _enforcement(b: dict[str, Any], state: str) -> tuple[str, str]:
+    """``(status, detail)`` of one backend row, the detail with the last (sanitised) error."""
+    status = str(b.get("status"))
+    said = _ENFORCEMENT.get(status, status)
+    if status == "pending" and state in _CLOSED:
+        return "never applied", "-"
+    if status == "applied":
+        return said, f"since {_short(b.get('applied_at'))}"
+    if status == "removed":
+        kept = f", kept for request {b['covered_by']}" if b.get("covered_by") else ""
+        return said, f"at {_short(b.get('removed_at'))}{kept}"
+    parts = []
+    if b.get("attempts"):
+        parts.append(f"attempt {b['attempts']}, next {_short(b.get('next_attempt_at'))}")
+    if b.get("last_error"):
+        parts.append(f"last error: {b['last_error']}")
+    return said, "; ".join(parts) or "-"
+
+
+_CLOSED = frozenset({"denied", "expired", "revoked"})
+
+
+def _show_backends(r: dict[str, Any], backends: list[dict[str, Any]]) -> None:
+    rows = [[b.get("backend"), b.get("type"), *_enforcement(b, r["state"])] for b in backends]
+    click.echo("\n" + table(rows, ["backend", "type", "enforcement", "detail"]))
+    for b in backends:
+        if b.get("status") in ("failed", "removing") and b.get("last_error"):
+            doing = "applied the grant" if b["status"] == "failed" else "removed the grant"
+            click.echo(
+                f"note: backend {line_safe(b.get('backend'))} has not {doing} yet: "
+                f"{line_safe(b['last_error'])}; jitgate retries",
+                err=True,
+            )
 
 
 def _listed(values: list[Any], sep: str = ", ") -> str:
@@ -130,7 +195,10 @@ def request_cmd(
         if value:
             body[key] = value
     created = api.post("/v1/requests", body)
-    click.echo(line_safe(created["id"])) if quiet else show_request(created, as_json)
+    if quiet:
+        click.echo(line_safe(created["id"]))
+    else:
+        _show_request_and_backends(api, created, as_json)
 
 
 @click.command()
@@ -140,9 +208,8 @@ def request_cmd(
 @with_api
 def approve(api: Api, request_id: str, comment: str | None, as_json: bool) -> None:
     """Approve REQUEST_ID."""
-    show_request(
-        api.post(f"/v1/requests/{segment(request_id)}/approve", {"comment": comment}), as_json
-    )
+    approved = api.post(f"/v1/requests/{segment(request_id)}/approve", {"comment": comment})
+    _show_request_and_backends(api, approved, as_json)
 
 
 @click.command()
@@ -162,9 +229,8 @@ def deny(api: Api, request_id: str, reason: str, as_json: bool) -> None:
 @with_api
 def revoke(api: Api, request_id: str, reason: str, as_json: bool) -> None:
     """Revoke a grant early, or withdraw a pending request."""
-    show_request(
-        api.post(f"/v1/requests/{segment(request_id)}/revoke", {"reason": reason}), as_json
-    )
+    revoked = api.post(f"/v1/requests/{segment(request_id)}/revoke", {"reason": reason})
+    _show_request_and_backends(api, revoked, as_json)
 
 
 @click.command()
@@ -196,8 +262,8 @@ def extend(
 @json_flag
 @with_api
 def show(api: Api, request_id: str, as_json: bool) -> None:
-    """Show one request."""
-    show_request(api.get(f"/v1/requests/{segment(request_id)}"), as_json)
+    """Show one request, and where its grant stands on each backend."""
+    _show_request_and_backends(api, api.get(f"/v1/requests/{segment(request_id)}"), as_json)
 
 
 @click.command("ls")

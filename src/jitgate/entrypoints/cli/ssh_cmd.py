@@ -11,7 +11,8 @@
   login (the key query, then the signed attempt): a login is recorded once, remembered
   with its connection's sshd process in ``--state-dir`` (``ssh_sessions``); run outside
   sshd, deduplicated by certificate and key fingerprint over ``DEDUPE_SECONDS``;
-- ``jitgate ssh reap`` ends the connections of sessions jitgate ended (``ssh_sessions``).
+- ``jitgate ssh reap`` ends the connections of sessions whose end jitgate asked for, and
+  reports each end back (``ssh_sessions``).
 """
 
 from __future__ import annotations

@@ -8,10 +8,14 @@ process among its ancestors and remembers it with the session it recorded, in
 ``--every``):
 
 - ends the connection (SIGTERM to that process; sshd closes the connection and the login's
-  processes get SIGHUP) of every session that jitgate has ended: a grant revoked early, or
-  one that ended under ``sessions_at_expiry: terminate``;
-- records the end of every session whose connection closed (``POST /v1/sessions/{id}/end``),
-  so that the evidence of a request shows how long each login lasted.
+  processes get SIGHUP) of every session whose termination jitgate asked for
+  (``termination_requested_at``: a grant revoked early, or one that ended under
+  ``sessions_at_expiry: terminate``), and once the process is gone reports it
+  (``POST /v1/sessions/{id}/end {"terminated": true}``): jitgate audits ``session.ended``
+  then, at the real time of the end, not when it asked;
+- records the end of every session whose connection closed by itself (``{"terminated":
+  false}``), so that the evidence of a request shows how long each login lasted and
+  never calls a login that closed by itself terminated.
 
 A process is identified by its pid and its start time (``/proc/PID/stat``), so a reused pid
 is never signalled, and only a process that still is ``sshd: USER`` for the login's account.
@@ -26,7 +30,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import click
@@ -36,6 +40,7 @@ from jitgate.entrypoints.cli.client import segment
 from jitgate.entrypoints.cli.common import line_safe
 
 SSHD_NAMES = frozenset({"sshd", "sshd-session"})  # sshd-session: OpenSSH 9.8 and later
+SETTLE_SECONDS = 5.0  # how long reap waits for a signalled connection to close
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class Login:
     user: str
     local_user: str
     key_id: str
+    signalled: bool = False  # reap sent SIGTERM: its end is a termination, not a close
 
     @property
     def connection(self) -> Connection:
@@ -187,14 +193,8 @@ def reap_once(http: httpx.Client, state_dir: Path) -> list[str]:
     """One pass over the remembered logins; what it did, one line each."""
     done = []
     for path, login in logins(state_dir):
-        if not alive(login.connection, login.local_user):  # the connection closed
-            answer = http.post(f"/v1/sessions/{segment(login.session_id)}/end", json={})
-            if answer.status_code not in (200, 404, 409):  # 409: jitgate ended it already
-                done.append(f"session {login.session_id}: end not recorded ({answer.status_code})")
-                continue
-            path.unlink(missing_ok=True)
-            if answer.status_code == 200:
-                done.append(f"session {login.session_id} of {login.request_id}: closed, recorded")
+        if not alive(login.connection, login.local_user):  # closed, or ended by us before
+            done += _report_end(http, path, login, "ended by jitgate")
             continue
         answer = http.get(f"/v1/sessions/{segment(login.session_id)}")
         if answer.status_code == 404:  # not jitgate's (any more): leave the process alone
@@ -202,13 +202,47 @@ def reap_once(http: httpx.Client, state_dir: Path) -> list[str]:
             continue
         answer.raise_for_status()
         session = answer.json()
-        if session.get("ended_at") and end_connection(login):
-            reason = session.get("end_reason") or "ended by jitgate"
-            done.append(
-                f"session {login.session_id} of {login.request_id}: connection {login.pid} "
-                f"of {login.user} ended ({reason})"
-            )
+        # ``ended_at`` alone: a jitgate from before termination requests ended it itself
+        if not (session.get("termination_requested_at") or session.get("ended_at")):
+            continue
+        reason = session.get("termination_reason") or session.get("end_reason")
+        done += _terminate(http, state_dir, path, login, str(reason or "ended by jitgate"))
     return done
+
+
+def _terminate(
+    http: httpx.Client, state_dir: Path, path: Path, login: Login, reason: str
+) -> list[str]:
+    """End the connection; report the end once its process is gone (else on a later pass)."""
+    if not end_connection(login):
+        return []  # gone meanwhile: closed by itself, recorded on the next pass
+    signalled = replace(login, signalled=True)
+    remember(state_dir, signalled)
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while alive(login.connection, login.local_user) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive(login.connection, login.local_user):
+        return [f"session {login.session_id}: connection {login.pid} signalled, still open"]
+    return _report_end(http, path, signalled, reason)
+
+
+def _report_end(http: httpx.Client, path: Path, login: Login, reason: str) -> list[str]:
+    """``POST /v1/sessions/{id}/end``: terminated (we signalled it) or closed by itself."""
+    url = f"/v1/sessions/{segment(login.session_id)}/end"
+    answer = http.post(url, json={"terminated": login.signalled})
+    if answer.status_code == 422:  # a jitgate that does not know "terminated" yet
+        answer = http.post(url, json={})
+    if answer.status_code not in (200, 404, 409):  # 409: its end is recorded already
+        return [f"session {login.session_id}: end not recorded ({answer.status_code})"]
+    path.unlink(missing_ok=True)
+    if answer.status_code != 200:
+        return []
+    if login.signalled:
+        return [
+            f"session {login.session_id} of {login.request_id}: connection {login.pid} "
+            f"of {login.user} ended ({reason}), recorded"
+        ]
+    return [f"session {login.session_id} of {login.request_id}: closed, recorded"]
 
 
 def host_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -245,11 +279,12 @@ def host_options(command: Callable[..., None]) -> Callable[..., None]:
     help="Repeat every SECONDS (run as a service); by default one pass (for a timer).",
 )
 def reap(server: str, token_file: Path | None, state_dir: Path, every: float | None) -> None:
-    """End the SSH connections of sessions jitgate ended, and record the end of closed ones.
+    """End the SSH connections of sessions jitgate asked to end, and report every end.
 
     Run as root on the sshd host, with the service token of `jitgate ssh authorize`: a
     grant revoked early (or ending under `sessions_at_expiry: terminate`) then ends its
-    open SSH logins too, which sshd alone cannot do."""
+    open SSH logins too, which sshd alone cannot do. Each end is reported to jitgate
+    (terminated, or closed by itself), which audits it at that time."""
     token = read_token(token_file)
     if token is None:
         click.echo("jitgate: no service token (JITGATE_TOKEN or --token-file)", err=True)
