@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from jitgate.domain.durations import format_duration
 from jitgate.domain.errors import Forbidden, Invalid
 from jitgate.domain.events import DomainEvent
 from jitgate.domain.policy import ApprovalRule, Policy, Role, Scope
@@ -181,7 +182,8 @@ def _duration(draft: Draft, bounds: DurationBounds) -> timedelta:
     if bounds.maximum is not None and wanted > bounds.maximum:
         if not draft.cap:
             raise Invalid(
-                f"duration {wanted} is over the maximum {bounds.maximum} "
+                f"duration {format_duration(wanted)} is over the maximum "
+                f"{format_duration(bounds.maximum)} "
                 "(ask for less, or accept the maximum: cap: true in the API, --cap in the CLI)"
             )
         return bounds.maximum
@@ -196,9 +198,8 @@ def _start(policy: Policy, start_at: datetime | None, now: datetime) -> datetime
     if start_at < now - START_SKEW:
         raise Invalid("start_at is in the past")
     if start_at > now + policy.settings.max_schedule_ahead:
-        raise Invalid(
-            f"start_at is more than {policy.settings.max_schedule_ahead} ahead (max_schedule_ahead)"
-        )
+        ahead = format_duration(policy.settings.max_schedule_ahead)
+        raise Invalid(f"start_at is more than {ahead} ahead (max_schedule_ahead)")
     return start_at.astimezone(UTC) if start_at > now else None
 
 

@@ -8,7 +8,8 @@ Warnings do not stop a load (a policy can be right to name a group nobody is in 
 - a user's ``team`` with no entry in ``directory.teams`` while a rule asks for a team lead;
 - a role without ``max_duration``: only a purpose's max caps its grants (and, if it is
   ``extendable``, its extensions), so without a purpose any duration may be asked for;
-- a role that nobody may request (``requestable_by`` missing or empty);
+- a policy with no roles at all (nobody can request anything), and a role that nobody may
+  request (``requestable_by`` missing or empty);
 - people not in ``directory.users`` (``adapters.policy.lint_people``) and approval
   entries never used, never chosen or never satisfiable (``adapters.policy.lint_approval``);
 - a role grant (type/environment) that no ``approval`` entry matches: a request that
@@ -50,6 +51,12 @@ def notice(check: Checker, data: dict[str, Any], policy: Policy) -> None:
     approval_warnings(check, data, policy)
     _unrouted_channels(check, policy)
     _shared_db_roles(check, policy)
+    if not policy.roles:
+        check.warn(
+            ("roles",),
+            "the policy defines no roles: nobody can request anything (a folder is read "
+            "non-recursively: are the roles in a subfolder?)",
+        )
     for role in policy.roles.values():
         _role_limits(check, data, role)
 

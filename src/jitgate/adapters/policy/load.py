@@ -8,7 +8,8 @@ Invariants:
   raises ``PolicyError`` listing every problem, in file and line order;
 - ``Policy.digest`` is the sha256 of the raw bytes read (files concatenated in
   name order for a folder);
-- a folder means its ``*.yaml``/``*.yml`` files (not hidden, not recursive).
+- a folder means its ``*.yaml``/``*.yml`` files (not hidden, not recursive); a subfolder
+  holding policy files is a warning that names it.
 """
 
 from __future__ import annotations
@@ -81,12 +82,16 @@ def check_policy(
             (p for p in target.iterdir() if p.suffix in _SUFFIXES and not p.name.startswith(".")),
             key=lambda p: p.name,
         )
+        skipped = _skipped_folders(target)
         if not files:
-            raise PolicyError([PolicyProblem(given, 1, "", "folder has no *.yaml or *.yml file")])
+            names = ", ".join(p.file for p in skipped)
+            unread = f" (subfolders are not read: {names})" if skipped else ""
+            message = f"folder has no *.yaml or *.yml file{unread}"
+            raise PolicyError([PolicyProblem(given, 1, "", message)])
         sources = [(str(p), _read(p, str(p))) for p in files]
-    else:
-        sources = [(given, _read(target, given))]
-    return _build(sources, plugins)
+        checked = _build(sources, plugins)
+        return CheckedPolicy(checked.policy, sort_problems([*checked.warnings, *skipped]))
+    return _build([(given, _read(target, given))], plugins)
 
 
 def load_policy_text(
@@ -117,6 +122,28 @@ def guarded(load: Callable[[], T], source: str) -> T:
         log.debug("the traceback of that %s (a bug in jitgate)", kind, exc_info=True)
         message = f"the policy could not be loaded: unexpected {kind} (see the server log)"
         raise PolicyError([PolicyProblem(source, 1, "", message)]) from exc
+
+
+def _skipped_folders(folder: FsPath) -> list[PolicyProblem]:
+    """A warning for each subfolder (not hidden) holding policy files: a folder is read
+    non-recursively, so what they define is not in the policy."""
+    found = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if _holds_yaml(sub):
+            message = (
+                "this subfolder is not read (a policy folder is read non-recursively, only "
+                "its own *.yaml/*.yml files): move its files up a level to use them"
+            )
+            found.append(PolicyProblem(str(sub), 1, "", message))
+    return found
+
+
+def _holds_yaml(folder: FsPath) -> bool:
+    for _root, dirs, names in os.walk(folder, onerror=None):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if any(FsPath(n).suffix in _SUFFIXES and not n.startswith(".") for n in names):
+            return True
+    return False
 
 
 def _read(path: FsPath, name: str) -> bytes:
@@ -172,17 +199,30 @@ def _validate(check: Checker, data: dict[str, Any], digest: str, plugins: Plugin
     _version(check, data)
     backends = read_backends(check, data.get("backends"), plugins)
     directory = read_directory(check, data.get("directory"))
+    # a name written in its section counts as defined even when its entry has a problem:
+    # that problem is reported once, not again at every place that names it
+    schedules = {*directory.oncall, *_written(data, "directory", "oncall")}
     return Policy(
         settings=read_settings(check, data.get("settings")),
         directory=directory,
         resources=read_resources(check, data.get("resources")),
-        roles=read_roles(check, data.get("roles"), backends),
+        roles=read_roles(check, data.get("roles"), {*backends, *_written(data, "backends")}),
         purposes=read_purposes(check, data.get("purposes")),
-        approval=read_approval(check, data.get("approval"), directory.oncall),
+        approval=read_approval(check, data.get("approval"), schedules),
         notifications=read_notifications(check, data.get("notifications"), plugins),
         backends=backends,
         digest=digest,
     )
+
+
+def _written(data: dict[str, Any], *path: str) -> set[str]:
+    """The names written as keys of the mapping at ``path`` (none if it is not one)."""
+    found: Any = data
+    for key in path:
+        found = found.get(key) if isinstance(found, dict) else None
+    if not isinstance(found, dict):
+        return set()
+    return {key.strip() for key in found if isinstance(key, str)}
 
 
 def _version(check: Checker, data: dict[str, Any]) -> None:

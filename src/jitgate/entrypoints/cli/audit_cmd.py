@@ -1,5 +1,9 @@
 """``jitgate audit``: list events from the server; ``export`` and ``verify`` work offline.
 
+The list is a page, oldest first, that says when more follow and how to see them
+(``--cursor``); ``--last N`` finds the newest N through the same API, which pages only
+from the oldest.
+
 ``verify FILE`` checks the chain with the same rules as the database's (``verify_chain``);
 a line that is not JSON, not an event object, or one with a key twice or a field no event
 has, is reported by its number: a damaged export is one line and exit 1, never a traceback.
@@ -15,11 +19,13 @@ import json
 import os
 import re
 import secrets
+import shlex
 import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 import click
+from click.core import ParameterSource
 
 from jitgate.domain.audit import (
     CHAINED_FIELDS,
@@ -36,17 +42,44 @@ from jitgate.entrypoints.cli.common import (
     emit_json,
     fail,
     friendly,
+    line_safe,
     opened,
     table,
 )
 
+MAX_SEQ = 2**63 - 1  # the largest cursor the API takes
+_PAGE = 100
+
 
 @click.group(invoke_without_command=True)
-@click.option("--since", default=None, help="ISO time with zone.")
+@click.option(
+    "--since", default=None, metavar="TIME", help="Only events at or after TIME (ISO, with a zone)."
+)
 @click.option("--type", "type_", default=None, help="Event type, e.g. request.approved.")
 @click.option("--actor", default=None)
 @click.option("--request-id", default=None)
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--limit",
+    default=_PAGE,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Events per page.",
+)
+@click.option(
+    "--cursor",
+    default=None,
+    metavar="SEQ",
+    type=click.IntRange(min=0),
+    help="Start after the event with this seq: the next page (the table's last line, or "
+    "next_cursor in --json, gives it).",
+)
+@click.option(
+    "--last",
+    default=None,
+    metavar="N",
+    type=click.IntRange(1, 1000),
+    help="The newest N events (of those the other options select) instead of the oldest.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the page as JSON instead of a table.")
 @server_options
 @click.pass_context
@@ -57,23 +90,30 @@ def audit(
     actor: str | None,
     request_id: str | None,
     limit: int,
+    cursor: int | None,
+    last: int | None,
     as_json: bool,
     server: str,
     token: str | None,
 ) -> None:
-    """List audit events (admins); `export` and `verify` work on the database offline."""
+    """List audit events (admins), oldest first, one page of --limit at a time; the table
+    ends with the command that shows the next page. --last N shows the newest N events
+    instead, --since TIME those from TIME on. `export` and `verify` work on the database
+    offline."""
     if ctx.invoked_subcommand is not None:
         return
-    params: dict[str, Any] = {"limit": limit}
-    for key, value in (
-        ("since", since),
-        ("type", type_),
-        ("actor", actor),
-        ("request_id", request_id),
-    ):
-        if value:
-            params[key] = value
-    page = Api(server, token).get("/v1/audit", params=params)
+    if last is not None and cursor is not None:
+        raise click.UsageError("--last and --cursor do not go together")
+    if last is not None and ctx.get_parameter_source("limit") is not ParameterSource.DEFAULT:
+        raise click.UsageError("--last N sets how many events: leave --limit out")
+    filters = _filters(since=since, type=type_, actor=actor, request_id=request_id)
+    api = Api(server, token)
+    if last is not None:
+        page: dict[str, Any] = {"items": _newest(api, filters, last), "next_cursor": None}
+    else:
+        page = _page(api, filters, limit, cursor)
+        if page["next_cursor"] and not _page(api, filters, 1, int(page["next_cursor"]))["items"]:
+            page["next_cursor"] = None  # a full page that happened to end the chain
     if as_json:
         emit_json(page)
         return
@@ -81,6 +121,68 @@ def audit(
         [e["seq"], e["at"], e["type"], e["actor"], e["request_id"] or "-"] for e in page["items"]
     ]
     click.echo(table(rows, ["seq", "at", "type", "actor", "request"]))
+    if page["next_cursor"]:
+        more = _continue(filters, limit, page["next_cursor"])
+        click.echo(line_safe(f"more events follow: {more}  (--last N: the newest N)"), err=True)
+
+
+def _filters(**given: str | None) -> dict[str, str]:
+    return {key: value for key, value in given.items() if value}
+
+
+def _page(api: Api, filters: dict[str, str], limit: int, cursor: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {**filters, "limit": limit}
+    if cursor is not None:
+        params["cursor"] = cursor
+    page: dict[str, Any] = api.get("/v1/audit", params=params)
+    return page
+
+
+def _newest(api: Api, filters: dict[str, str], count: int) -> list[dict[str, Any]]:
+    """The newest ``count`` events that ``filters`` select, oldest first. The API pages from
+    the oldest: the last selected seq is found by doubling, then halving, a cursor (is any
+    event after it?), then pages are read from ever earlier cursors until ``count`` are
+    found: some 2 log2(seq) small requests, and the last ``count`` events (more when
+    ``filters`` select few of them)."""
+
+    def any_after(cursor: int) -> bool:
+        return bool(_page(api, filters, 1, cursor)["items"])
+
+    if not any_after(0):
+        return []
+    low, high = 0, 1  # an event is after ``low``; after ``high``, to be seen
+    while high < MAX_SEQ and any_after(high):
+        low, high = high, min(high * 2, MAX_SEQ)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if any_after(middle) else (low, middle)
+    window = count
+    while True:
+        start = max(0, high - window)
+        found = _all_after(api, filters, start)
+        if len(found) >= count or start == 0:
+            return found[-count:]
+        window *= 4
+
+
+def _all_after(api: Api, filters: dict[str, str], cursor: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    while True:
+        page = _page(api, filters, 1000, cursor)
+        found += page["items"]
+        if not page["next_cursor"]:
+            return found
+        cursor = int(page["next_cursor"])
+
+
+def _continue(filters: dict[str, str], limit: int, cursor: str) -> str:
+    """The command that shows the page after this one."""
+    words = ["jitgate", "audit"]
+    for key, value in filters.items():
+        words += [f"--{key.replace('_', '-')}", value]
+    if limit != _PAGE:
+        words += ["--limit", str(limit)]
+    return shlex.join([*words, "--cursor", cursor])
 
 
 @audit.command()

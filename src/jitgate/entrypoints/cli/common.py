@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import wraps
@@ -21,6 +21,7 @@ import click
 
 from jitgate.adapters.policy import PolicyError
 from jitgate.config import ConfigError, Settings
+from jitgate.domain.text import line_safe as line_safe  # the CLI's, re-exported
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -52,32 +53,8 @@ policy_option = click.option(
     default="policy.yaml",
     show_default=True,
     callback=_existing_policy,
-    help="Policy file or folder.",
+    help="Policy file, or folder of *.yaml/*.yml files (read non-recursively).",
 )
-
-
-_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format (bidi), separators
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def line_safe(value: object) -> str:
-    """``value`` as text that stays on one terminal line and means what it shows: control
-    characters (C0, DEL, C1: ESC, newline, carriage return…), bidi and other format
-    characters (U+200B-U+200F, U+202A-U+202E, U+2066-U+2069…) and line separators become
-    visible escapes such as ``\\n``, ``\\x1b`` or ``\\u202e``."""
-    text = str(value)
-    if text.isprintable():
-        return text
-    return "".join(_escaped(c) if unicodedata.category(c) in _UNSAFE else c for c in text)
-
-
-def _escaped(char: str) -> str:
-    code = ord(char)
-    if char in _NAMED:
-        return _NAMED[char]
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def lines_safe(text: str) -> str:
@@ -122,11 +99,7 @@ def friendly(func: Callable[P, T]) -> Callable[P, T]:
         except OSError as exc:
             fail(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "))
         except _db_errors() as exc:
-            first = str(exc).splitlines()[0]
-            hint = ""
-            if "no such table" in first or "does not exist" in first:
-                hint = " (has the schema been created? run `jitgate db upgrade`)"
-            fail(f"database error: {type(exc).__name__}: {first}{hint}")
+            fail(_database_error(exc))
 
     return wrapper
 
@@ -135,6 +108,34 @@ def _db_errors() -> tuple[type[Exception], ...]:
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     return (SQLAlchemyError, ArgumentError)
+
+
+_NO_DATABASE = re.compile(r'database "(?P<name>[^"]+)" does not exist')
+_NO_ROLE = re.compile(r'role "(?P<name>[^"]+)" does not exist')
+_NO_TABLE = re.compile(r'no such table|relation "[^"]+" does not exist')
+
+
+def _database_error(exc: Exception) -> str:
+    """One line for a database failure, with what to do when that is known: a missing
+    PostgreSQL database is created, a missing table means the schema is not there yet."""
+    from jitgate.adapters.db.engine import UnopenableDatabase
+
+    if isinstance(exc, UnopenableDatabase):
+        return str(exc)
+    text = str(exc)
+    first = text.splitlines()[0] if text else ""
+    hint = ""
+    if found := _NO_DATABASE.search(text):
+        name = found["name"]
+        hint = (
+            f' (create it first: `createdb {name}`, or CREATE DATABASE "{name}"; '
+            "then `jitgate db upgrade` creates the schema in it)"
+        )
+    elif found := _NO_ROLE.search(text):
+        hint = f" (the user {found['name']!r} in --db does not exist on that server)"
+    elif _NO_TABLE.search(first):
+        hint = " (has the schema been created? run `jitgate db upgrade`)"
+    return f"database error: {type(exc).__name__}: {first}{hint}"
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:

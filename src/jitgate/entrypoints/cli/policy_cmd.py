@@ -26,14 +26,15 @@ def policy() -> None:
 @friendly
 def check(path: str, strict: bool) -> None:
     """Validate PATH (a file, a folder, or - for standard input); print every error with
-    file, line and key.
+    file, line and key. A folder means its own *.yaml and *.yml files, merged in name
+    order; it is read non-recursively (a subfolder holding policy files is a warning).
 
-    Warnings (a group nobody is in, a person not in directory.users, a team without an
-    entry while a rule asks for team leads, a role grant no approval entry matches, an
-    approval entry never used, never chosen or never satisfiable, escalation that cannot
-    happen, a role without max_duration or that nobody may request, a channel no route
-    sends to, two grant_role backends granting one db_role on one database) are printed
-    too; they fail the check only with --strict."""
+    Warnings (no roles at all, a group nobody is in, a person not in directory.users, a
+    team without an entry while a rule asks for team leads, a role grant no approval
+    entry matches, an approval entry never used, never chosen or never satisfiable,
+    escalation that cannot happen, a role without max_duration or that nobody may
+    request, a channel no route sends to, two grant_role backends granting one db_role on
+    one database) are printed too; they fail the check only with --strict."""
     from jitgate.adapters.policy import PolicyError, check_policy, check_policy_text
 
     try:
