@@ -51,3 +51,19 @@ def test_the_newest_migration_goes_down_and_up_again(db_url: str) -> None:
     finally:
         db.dispose()
     assert _differences(db_url) == []
+
+
+def test_every_migration_only_adds() -> None:
+    """The README's upgrade procedure (migrate first, then replace replicas one by one, the
+    old ones serving meanwhile) holds only while no upgrade drops, renames or alters."""
+    import inspect
+
+    from alembic.script import ScriptDirectory
+
+    from jitgate.adapters.db.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config())
+    for revision in script.walk_revisions():
+        source = inspect.getsource(revision.module.upgrade)
+        for word in ("drop_", "alter_column", "rename", "execute("):
+            assert word not in source, f"migration {revision.revision} upgrade uses {word}"
