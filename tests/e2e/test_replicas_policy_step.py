@@ -11,7 +11,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from jitgate.adapters.db import tables
 from served import EXAMPLE_POLICY_PATH, Served, serve
 
 JANE, PRIYA, SAM, DANA, SEC = (
@@ -116,4 +118,13 @@ def test_after_a_reload_reads_show_who_decides_now(replicas: list[tuple[Served, 
     assert seen.status_code == 200 and DANA in seen.json()["eligible_approvers"]
     inbox = r1.client(DANA).get("/v1/requests", params={"approver": "me"}).json()["items"]
     assert rid in [r["id"] for r in inbox]
+    o = tables.outbox  # dana is told she may decide it now; priya, asked before, is not
+    with r1.app.db.engine.connect() as conn:
+        told = conn.execute(
+            sa.select(o.c.recipient).where(
+                o.c.request_id == rid, o.c.event == "request.rules_updated"
+            )
+        ).scalars()
+        recipients = set(told)
+    assert DANA in recipients and PRIYA not in recipients and JANE not in recipients
     assert r1.client(DANA).post(f"/v1/requests/{rid}/approve", json={}).status_code == 200

@@ -226,3 +226,32 @@ def test_audiences(example_policy: Policy, start: datetime, to: str) -> None:
         "escalate_to": ["lee@example.com"],
     }[to]
     assert audience(to, request, example_policy, start) == expected
+
+
+def test_people_a_reload_makes_approvers_are_asked_personally_and_nobody_else(
+    example_policy: Policy, start: datetime
+) -> None:
+    """A reloaded policy adds dana as an approver of a pending request: she is asked, on
+    the person channels of the request.created route, with Approve and Deny; those who
+    could already decide, the shared channel and the requester are not asked again."""
+    from jitgate.domain.policy import ApproverSpec
+
+    policy = policy_with(example_policy)
+    request = request_of(policy, start)
+    plan_all(RoutePlanner(), request, policy, start)
+    dana = ApproverSpec("user", "dana@example.com")
+    jane = ApproverSpec("user", "jane.doe@example.com")  # the requester: never asked
+    widened = tuple(replace(r, specs=(*r.specs, dana, jane)) for r in request.rules)
+    later = start + timedelta(minutes=5)
+    assert request.follow_rules(widened, policy.directory, later)
+    assert request.events[-1].data["approvers_added"] == ["dana@example.com"]
+    planned = plan_all(RoutePlanner(), request, policy, later)
+    assert [(n.channel, n.recipient, n.event) for n in planned] == [
+        ("mail", "dana@example.com", "request.rules_updated")
+    ]
+    assert planned[0].payload["asks_decision"] is True
+    assert "dana@example.com" in planned[0].payload["approvers"]
+    narrowed = tuple(replace(r, specs=r.specs[:1]) for r in request.rules)
+    assert request.follow_rules(narrowed, policy.directory, later)
+    assert request.events[-1].data["approvers_added"] == []
+    assert plan_all(RoutePlanner(), request, policy, later) == []

@@ -153,15 +153,21 @@ class AccessRequest:
             raise Forbidden(f"{person} is not an eligible approver of request {self.id}")
         return requester, eligible
 
-    def follow_rules(self, rules: tuple[ApprovalRule, ...]) -> bool:
-        """Answer to ``rules`` from now on (a reloaded policy), recorded when they differ;
-        the approvals already given count under them as they fit."""
+    def follow_rules(
+        self, rules: tuple[ApprovalRule, ...], directory: Directory, now: datetime
+    ) -> bool:
+        """Answer to ``rules`` from now on (a reloaded policy), recorded when they differ,
+        with the people who may approve now and could not before (``approvers_added``: they
+        are told); the approvals already given count under them as they fit."""
         if rules == self.rules:
             return False
+        before = self.approvers_now(directory, now)
         self.rules = rules
+        added = self.approvers_now(directory, now) - before
         self._record(
             "request.rules_updated",
             SYSTEM_ACTOR,
+            approvers_added=sorted(added),
             rules=[
                 {
                     "rule": r.label(),

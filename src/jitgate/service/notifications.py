@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from jitgate.domain.approval import spec_candidates
+from jitgate.domain.approval import same_person, spec_candidates
 from jitgate.domain.events import DomainEvent
 from jitgate.domain.policy import ApproverSpec, Policy, Route
 from jitgate.domain.request import AccessRequest
@@ -42,6 +42,10 @@ DEFAULT_ROUTES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 #: Events that ask someone to decide: these carry Approve and Deny.
 ASKING = frozenset({"request.created", "request.urgent", "request.escalated"})
+#: A reloaded policy changed a pending request's rules: those who may now decide it and
+#: could not before (``approvers_added``) are asked, on the person channels of the
+#: ``request.created`` route (a shared channel already has the request).
+RULES_UPDATED = "request.rules_updated"
 #: Events after which nobody needs to be paged about the request any more.
 CLOSING = frozenset({"request.approved", "request.denied", "request.expired", "request.revoked"})
 PAGING = ("request.urgent", "request.escalated")
@@ -214,9 +218,35 @@ class RoutePlanner:
             base = _message(event, request, policy, now, asking)
             recipients = audience(route.to, request, policy, now)
             planned.extend(self._fan_out(base, route.via, recipients, policy))
+        if event.type == RULES_UPDATED and request.state is State.PENDING:
+            planned.extend(self._newly_asked(event, request, policy, routes, now))
         if event.type in CLOSING and not _withdrawn_after_decision(event):
             planned.extend(self._resolves(event, request, policy, routes, now))
         return planned
+
+    def _newly_asked(
+        self,
+        event: DomainEvent,
+        request: AccessRequest,
+        policy: Policy,
+        routes: Mapping[str, Route],
+        now: datetime,
+    ) -> list[Notification]:
+        route = routes.get("request.created")
+        added = event.data.get("approvers_added") or []
+        people = sorted(
+            {p for p in added if isinstance(p, str) and not same_person(p, request.requester)}
+        )
+        if route is None or not people:
+            return []
+        base = _message(event, request, policy, now, True)
+        channels = policy.notifications.channels
+        return [
+            _note(replace(base, channel=channel), channel, person)
+            for channel in route.via
+            if channel in channels and self._mode_of(channel, channels[channel]) == "person"
+            for person in people
+        ]
 
     def _fan_out(
         self,

@@ -253,7 +253,7 @@ def follow_policy(
     if person:
         _check_part_under(ctx, request, rules, person, now)
     require_in_step(ctx, uow)
-    request.follow_rules(rules)
+    request.follow_rules(rules, policy.directory, now)
     uow.requests.save_rules(request)
     return Followed.RULES
 

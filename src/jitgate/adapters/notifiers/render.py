@@ -30,6 +30,7 @@ TITLES = {
     "request.created": "🔐 Access request",
     "request.urgent": "🚨 Urgent access request",
     "request.escalated": "⏫ Access request escalated",
+    "request.rules_updated": "🔐 Access request, now yours to decide",
     "request.approved": "✅ Access request approved",
     "request.denied": "⛔ Access request denied",
     "request.expired": "⌛ Access request expired",
