@@ -86,3 +86,26 @@ def test_the_cli_stores_the_normal_name_and_refuses_a_bad_one_in_one_line(
         assert refused.stderr.startswith("error: ") and "U+200B" in refused.stderr
     listed = json.loads(run("token", "ls", "--json", *db).stdout)
     assert sorted(t["subject"] for t in listed) == ["gw-1", JANE]
+
+
+def test_a_token_an_older_release_stored_unnormalised_still_sees_its_requests(
+    served: Served,
+) -> None:
+    """Tokens from before names were checked may hold `` Jane.Doe@Example.com``: the
+    person they name is the one requests know, so she sees what she asked for."""
+    from jitgate.service.tokens import hash_token
+
+    with served.app.ctx.uow() as uow:
+        uow.tokens.add(
+            hash_token("jg_legacy-jane"),
+            Principal("user", " Jane.Doe@Example.com"),
+            served.clock.now(),
+            None,
+        )
+        uow.commit()
+    legacy = served.client(headers={"Authorization": "Bearer jg_legacy-jane"})
+    made = legacy.post("/v1/requests", json={"reason": "INC-3", "roles": ["dev-ssh"]})
+    assert made.status_code == 201, made.text
+    assert made.json()["requester"] == JANE
+    assert legacy.get(f"/v1/requests/{made.json()['id']}").status_code == 200
+    assert made.json()["id"] in [r["id"] for r in legacy.get("/v1/requests").json()["items"]]

@@ -90,11 +90,14 @@ def checked_principal(principal: Principal) -> Principal:
 
 
 def authenticate(ctx: Context, *, token: str) -> TokenInfo | None:
-    """The stored token ``token`` if it works now (not revoked, not expired)."""
+    """The stored token ``token`` if it works now (not revoked, not expired), naming its
+    principal in the normal form (a name stored by an older release, `` Jane@X.com``,
+    is the person requests know as ``jane@x.com``)."""
     if not token.startswith(PREFIX) or len(token) > 200:
         return None
     with ctx.uow(write=False, snapshot=False) as uow:
-        return uow.tokens.find(hash_token(token), ctx.clock.now())
+        found = uow.tokens.find(hash_token(token), ctx.clock.now())
+    return None if found is None else replace(found, principal=normal_principal(found.principal))
 
 
 def revocations(ctx: Context) -> int:
