@@ -311,6 +311,13 @@ def test_the_helper_prints_nothing_for_foreign_certificates_or_a_bad_token(stack
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert unsafe.returncode != 0 and unsafe.stdout == "" and "0600" in unsafe.stderr
+    assert unsafe.stderr.count("\n") == 1 and unsafe.stderr.startswith("jitgate: refusing")
+    reaped = subprocess.run(
+        [JITGATE, "ssh", "reap", "--server", stack.url, "--token-file", str(loose)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert reaped.returncode == 1 and reaped.stderr.count("\n") == 1, reaped.stderr
+    assert reaped.stderr.startswith("jitgate: refusing the token file") and "0600" in reaped.stderr
 
 
 def _reap(stack: Stack) -> subprocess.CompletedProcess[str]:

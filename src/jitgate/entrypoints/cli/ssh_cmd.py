@@ -189,9 +189,12 @@ def authorize(
     is honoured, and record the login as a session of the grant."""
     parsed = _identity(key_id, key_type, certificate)
     target = _target(resource, type_, environment)
-    token = sessions.read_token(token_file)
-    if parsed is None or not target or token is None:
-        click.echo("jitgate: not a jitgate certificate, no target or no token", err=True)
+    token, why = sessions.read_token(token_file)
+    if parsed is None or not target:
+        click.echo("jitgate: not a jitgate certificate, or no target", err=True)
+        sys.exit(1)
+    if token is None:
+        click.echo(f"jitgate: {why}", err=True)
         sys.exit(1)
     request_id, user = parsed
     connection = sessions.connection_of(os.getpid())

@@ -160,19 +160,22 @@ def end_connection(login: Login) -> bool:
     return True
 
 
-def read_token(token_file: Path | None) -> str | None:
-    """The service token: ``JITGATE_TOKEN``, or a file only its owner can read."""
+def read_token(token_file: Path | None) -> tuple[str | None, str]:
+    """The service token: ``JITGATE_TOKEN``, or a file only its owner can read; or ``None``
+    and why not, for the caller's one line."""
     if token_file is None:
-        return os.environ.get("JITGATE_TOKEN") or None
+        token = os.environ.get("JITGATE_TOKEN") or None
+        return token, "no service token (JITGATE_TOKEN or --token-file)"
+    shown = line_safe(token_file)
     try:
         info = token_file.stat()
         if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            click.echo(f"refusing {token_file}: it must be owned by us and mode 0600", err=True)
-            return None
-        return token_file.read_text().strip() or None
-    except OSError as exc:
-        click.echo(f"cannot read {token_file}: {exc.strerror}", err=True)
-        return None
+            return None, f"refusing the token file {shown}: it must be ours and mode 0600"
+        token = token_file.read_text().strip() or None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not text"
+        return None, f"cannot read the token file {shown}: {why}"
+    return token, f"the token file {shown} is empty"
 
 
 def client(server: str, token: str, agent: str) -> httpx.Client:
@@ -285,9 +288,9 @@ def reap(server: str, token_file: Path | None, state_dir: Path, every: float | N
     grant revoked early (or ending under `sessions_at_expiry: terminate`) then ends its
     open SSH logins too, which sshd alone cannot do. Each end is reported to jitgate
     (terminated, or closed by itself), which audits it at that time."""
-    token = read_token(token_file)
+    token, why = read_token(token_file)
     if token is None:
-        click.echo("jitgate: no service token (JITGATE_TOKEN or --token-file)", err=True)
+        click.echo(f"jitgate: {why}", err=True)
         sys.exit(1)
     with client(server, token, "jitgate-ssh-reap") as http:
         while True:
