@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from sshd import Sshd, ensure_login_user, keygen, require_openssh, safe_command_dir
-from test_ssh_enforcement import _ca
+from test_ssh_enforcement import POLICY, _ca
 
 from jitgate.adapters.backends.wiring import wire_enforcement
 from jitgate.adapters.policy import load_policy
@@ -24,28 +24,6 @@ from jitgate.domain.creation import Draft
 from jitgate.domain.states import State
 from jitgate.service import requests as use
 from jitgate.service.backend_access import issue_certificate
-
-POLICY = """
-version: 1
-settings: {pending_ttl: 1h, admins: [security]}
-directory:
-  users:
-    jane@example.com: {groups: [developers]}
-resources:
-  test-host: {type: ssh, environment: development}
-roles:
-  dev-ssh:
-    grants: [{type: ssh, environment: development}]
-    requestable_by: [developers]
-    default_duration: 1h
-    max_duration: 8h
-    backends: [ssh-test]
-approval:
-  - match: {type: ssh, environment: development}
-    rule: self
-backends:
-  ssh-test: {type: ssh-ca, ca_key_file_env: JG_FX2_CA_KEY, principals: [jgtest]}
-"""
 
 
 @pytest.fixture
@@ -81,7 +59,7 @@ def test_a_host_a_little_behind_jitgates_clock_accepts_a_certificate_of_a_runnin
         load_policy(tmp_path / "policy.yaml"),
         start=real - timedelta(minutes=5),  # the grant began five minutes ago
     )
-    wire_enforcement(ctx, ctx.uow.db, environ={"JG_FX2_CA_KEY": str(ca_key)})
+    wire_enforcement(ctx, ctx.uow.db, environ={"JG_TEST_SSH_CA_KEY": str(ca_key)})
     draft = Draft(roles=("dev-ssh",), reason="INC-3", duration=timedelta(hours=1))
     request = use.create_request(ctx, requester="jane@example.com", draft=draft).request
     assert request.state is State.ACTIVE and request.starts_at is not None

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_webhook_backend import POLICY as BASE_POLICY
 
 from jitgate.adapters.backends.wiring import wire_enforcement
 from jitgate.adapters.clock import ManualClock
@@ -39,28 +40,11 @@ from jitgate.service.reconcile import reconcile
 from served import free_port
 
 JANE = "jane@example.com"
-POLICY = """
-version: 1
-settings: {{pending_ttl: 1h, admins: [security]}}
-directory:
-  users:
-    jane@example.com: {{groups: [sre]}}
-resources:
-  k8s-dev: {{type: kubernetes, environment: development}}
-roles:
-  k8s-dev:
-    grants: [{{type: kubernetes, environment: development}}]
-    requestable_by: [sre]
-    default_duration: 1h
-    max_duration: 8h
-    extendable: true
-    backends: [k8s-hook]
-approval:
-  - match: {{type: kubernetes, environment: development}}
-    rule: self
-backends:
-  k8s-hook: {{type: webhook, url: "{url}", secret_env: JG_FX2_HOOK_SECRET, timeout: 1}}
-"""
+# test_webhook_backend's policy, the role extendable and the receiver given 1 s
+POLICY = BASE_POLICY.replace(
+    "    backends: [k8s-hook]", "    extendable: true\n    backends: [k8s-hook]"
+).replace("secret_env: JG_TEST_HOOK_SECRET}}", "secret_env: JG_TEST_HOOK_SECRET, timeout: 1}}")
+assert POLICY.count("extendable: true") == 1 and POLICY.count("timeout: 1}}") == 1
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 BIG = 128 * 1024 * 1024
 
@@ -161,7 +145,7 @@ def jitgate(sink: Sink, make_ctx: Any, tmp_path: Path) -> Iterator[tuple[Context
     ctx, clock = make_ctx(
         f"sqlite:///{tmp_path}/jg.db", load_policy(tmp_path / "policy.yaml"), start=start
     )
-    enforcement = wire_enforcement(ctx, ctx.uow.db, environ={"JG_FX2_HOOK_SECRET": sink.secret})
+    enforcement = wire_enforcement(ctx, ctx.uow.db, environ={"JG_TEST_HOOK_SECRET": sink.secret})
     yield ctx, clock
     enforcement.close()  # the backends' HTTP client, with its pooled connections
 
