@@ -66,7 +66,7 @@ class NotifySettings:
     concurrency: int | None = None
     send_timeout: float | None = None
     web_user_header: str | None = None
-    cookie_secure: bool = False  # the link pages read it again from the runtime's env
+    cookie_secure: bool = False  # the link pages' cookie (WebOptions)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NotifySettings:

@@ -34,8 +34,10 @@ def alembic_config() -> Config:
 
 
 @cache
+@cache
 def _revisions() -> tuple[str, frozenset[str]]:
-    """The newest revision this jitgate knows, and all it knows."""
+    """The newest revision this jitgate knows, and all it knows: read from the migration
+    scripts once (they do not change under a running process), not on every probe."""
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
     assert head is not None, "no migrations"

@@ -59,6 +59,7 @@ class SlackApp:
 class WebOptions:
     user_header: str | None = None
     session_hours: int = 12
+    cookie_secure: bool = False  # JITGATE_COOKIE_SECURE: behind a proxy that ends TLS
 
 
 @dataclass
@@ -134,7 +135,7 @@ def runtime(
     ctx.planner = planner
     signer = HmacLinkSigner.from_env(environ)
     delivery = Delivery(ctx, deliveries_of, channels, signer, options)
-    web = WebOptions(user_header=tuning.web_user_header)
+    web = WebOptions(user_header=tuning.web_user_header, cookie_secure=tuning.cookie_secure)
     for name, config in ctx.policy.current.notifications.channels.items():
         channels.mode(name, config)  # warn now about channels this process cannot use
     return NotifyRuntime(

@@ -112,8 +112,7 @@ def _session(request: Request, signer: HmacLinkSigner) -> WebSession | None:
 def _set_cookie(
     response: HTMLResponse, request: Request, rt: NotifyRuntime, value: str, max_age: int
 ) -> None:
-    forced = rt.env.get("JITGATE_COOKIE_SECURE", "").strip().lower() in ("1", "true", "yes", "on")
-    secure = request.url.scheme == "https" or forced  # behind a proxy that ends TLS: force it
+    secure = request.url.scheme == "https" or rt.web.cookie_secure  # forced behind a TLS proxy
     response.set_cookie(
         COOKIE,
         value,
