@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from jitgate.adapters.notifiers.wiring import _options
-from jitgate.config import ConfigError, Settings
+from jitgate.adapters.notifiers.wiring import delivery_options
+from jitgate.config import ConfigError, NotifySettings, Settings
+from jitgate.service.delivery import DeliveryOptions
 
 
 def test_defaults_when_unset_or_empty() -> None:
@@ -45,11 +46,11 @@ def test_unusable_values_are_refused_by_name(name: str, value: str, words: str) 
 
 
 def test_delivery_tuning_takes_whole_numbers_only() -> None:
-    options = _options({"JITGATE_NOTIFY_MAX_ATTEMPTS": "3", "JITGATE_NOTIFY_CONCURRENCY": "2"})
+    options = options_of({"JITGATE_NOTIFY_MAX_ATTEMPTS": "3", "JITGATE_NOTIFY_CONCURRENCY": "2"})
     assert (options.max_attempts, options.concurrency) == (3, 2)
     for value in ("2.5", "zero", "0"):
         with pytest.raises(ConfigError, match="JITGATE_NOTIFY_CONCURRENCY"):
-            _options({"JITGATE_NOTIFY_CONCURRENCY": value})
+            options_of({"JITGATE_NOTIFY_CONCURRENCY": value})
 
 
 def test_serve_and_worker_reconcile_at_the_configured_interval(
@@ -81,3 +82,7 @@ def test_serve_and_worker_watch_the_policy_in_force(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr("jitgate.service.policy.policy_jobs", lambda ctx: [watch])
     app = SimpleNamespace(notify=None, ctx=object(), settings=Settings.from_env({}))
     assert server._jobs(app) == [watch]  # type: ignore[arg-type]
+
+
+def options_of(env: dict[str, str]) -> DeliveryOptions:
+    return delivery_options(NotifySettings.from_env(env))

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jitgate.adapters.notifiers.wiring import _options
+from jitgate.adapters.notifiers.wiring import delivery_options
+from jitgate.config import NotifySettings
 from jitgate.service.delivery import (
     DeliveryFailed,
     DeliveryOptions,
@@ -50,9 +51,9 @@ def test_the_default_lease_is_a_minute_and_a_short_one_is_refused() -> None:
 
 
 def test_a_longer_send_timeout_from_the_environment_lengthens_the_lease() -> None:
-    options = _options({"JITGATE_NOTIFY_TIMEOUT": "120"})
+    options = options_of({"JITGATE_NOTIFY_TIMEOUT": "120"})
     assert options.send_timeout == 120 and options.lease > timedelta(seconds=120 + GIVE_UP_GRACE)
-    assert _options({}).send_timeout == 10
+    assert options_of({}).send_timeout == 10
 
 
 def test_a_deadline_belongs_to_the_send_inside_it() -> None:
@@ -127,3 +128,7 @@ def test_a_send_given_up_on_is_not_tried_again_within_a_lease() -> None:
     assert retry_delay(1, failed, options, rng) <= 1.0
     given_up = retry_delay(1, failed, options, rng, still_running=True)
     assert given_up >= options.lease.total_seconds() > options.max_delay
+
+
+def options_of(env: dict[str, str]) -> DeliveryOptions:
+    return delivery_options(NotifySettings.from_env(env))

@@ -18,7 +18,7 @@ from jitgate.domain.request import AccessRequest
 from jitgate.domain.states import LIVE_GRANT, State
 from jitgate.service.activation import activate_inline, finish_activation, follow_moved_end
 from jitgate.service.context import Context
-from jitgate.service.policy import Followed, follow_policy, require_in_step
+from jitgate.service.policy import NO_LONGER_ALLOWED, Followed, follow_policy, require_in_step
 from jitgate.service.ports import UnitOfWork
 from jitgate.service.requests import apply_extension, revoke_all
 
@@ -150,10 +150,8 @@ def _under_current_policy(
     followed = follow_policy(ctx, uow, request, now, person=person)
     if followed is Followed.CLOSED:
         uow.commit()
-        reason = (request.close_reason or "").removeprefix("the policy no longer allows it: ")
-        raise Conflict(
-            f"request {request.id} was closed: the policy no longer allows it ({reason})"
-        )
+        reason = (request.close_reason or "").removeprefix(f"{NO_LONGER_ALLOWED}: ")
+        raise Conflict(f"request {request.id} was closed: {NO_LONGER_ALLOWED} ({reason})")
     return followed is Followed.RULES
 
 

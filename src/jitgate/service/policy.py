@@ -218,6 +218,9 @@ def _noted(ctx: Context, step: PolicyStep) -> PolicyStep:
 # -- pending requests under the policy ---------------------------------------------------------
 
 
+NO_LONGER_ALLOWED = "the policy no longer allows it"
+
+
 class Followed(Enum):
     """What ``follow_policy`` did to a pending request."""
 
@@ -243,7 +246,7 @@ def follow_policy(
         if person:
             request.check_part(person, policy.directory, now)
         require_in_step(ctx, uow)
-        why = f"the policy no longer allows it: {exc}"
+        why = f"{NO_LONGER_ALLOWED}: {exc}"
         request.revoke(SYSTEM_ACTOR, reason=why, now=now, is_admin=True)
         ctx.persist(uow, request, now)
         require_in_step(ctx, uow)  # again, the audit head now locked: no load slips in

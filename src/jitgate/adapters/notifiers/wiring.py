@@ -129,7 +129,7 @@ def runtime(
     for name in ("httpx", "httpcore"):  # they log request URLs, and webhook URLs are secrets
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
     tuning = NotifySettings.from_env(environ)
-    options = options or _options(environ)
+    options = options or delivery_options(tuning)
     channels, client = _channels(environ, http, options)
     planner = RoutePlanner(channels.mode)
     ctx.planner = planner
@@ -152,9 +152,9 @@ def runtime(
     )
 
 
-def _options(env: Mapping[str, str]) -> DeliveryOptions:
-    """The delivery's options: its defaults, but for the tuning set in ``env``."""
-    base, tuning = DeliveryOptions(), NotifySettings.from_env(env)
+def delivery_options(tuning: NotifySettings) -> DeliveryOptions:
+    """The delivery's options: its defaults, but for the tuning the settings set."""
+    base = DeliveryOptions()
     return DeliveryOptions(
         max_attempts=_or(tuning.max_attempts, base.max_attempts),
         concurrency=_or(tuning.concurrency, base.concurrency),
