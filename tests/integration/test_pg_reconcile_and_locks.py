@@ -139,11 +139,13 @@ def test_a_malformed_jitgate_comment_stops_neither_reconcile_nor_the_orphans_rem
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     ctx, _ = stack
+    ended = grant(ctx, JANE, "db-login")  # the ghosts' request, over in this database
+    decisions.revoke_request(ctx, request_id=ended, actor=JANE, reason="done")
     with target.admin() as conn:
         conn.execute("CREATE ROLE jit_evil NOLOGIN")
         conn.execute("COMMENT ON ROLE jit_evil IS 'jitgate:oops'")
         conn.execute("CREATE ROLE jit_ghost_1 LOGIN IN ROLE readonly PASSWORD 'x-Secret-2'")
-        conn.execute("COMMENT ON ROLE jit_ghost_1 IS 'jitgate:no-such-request:ghost@example.com'")
+        conn.execute(f"COMMENT ON ROLE jit_ghost_1 IS 'jitgate:{ended}:ghost@example.com'")
 
     done = run_cli(tmp_path, target)
     assert done.returncode == 0, done.stderr
@@ -155,7 +157,7 @@ def test_a_malformed_jitgate_comment_stops_neither_reconcile_nor_the_orphans_rem
 
     with target.admin() as conn:  # another orphan, for the scheduler's passes
         conn.execute("CREATE ROLE jit_ghost_2 LOGIN IN ROLE readonly PASSWORD 'x-Secret-3'")
-        conn.execute("COMMENT ON ROLE jit_ghost_2 IS 'jitgate:no-such-request:ghost@example.com'")
+        conn.execute(f"COMMENT ON ROLE jit_ghost_2 IS 'jitgate:{ended}:ghost@example.com'")
     periodic = scheduler_jobs(ctx, interval=0.0)[1]
     with caplog.at_level(logging.WARNING):
         first = periodic()

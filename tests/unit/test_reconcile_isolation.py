@@ -17,8 +17,11 @@ from jitgate.adapters.backends.base import MadeGrant, Receipt, Registry
 from jitgate.adapters.backends.wiring import wire_enforcement
 from jitgate.adapters.policy import load_policy
 from jitgate.adapters.policy.plugins import PluginCatalog
+from jitgate.domain.creation import Draft
 from jitgate.service.backend_ports import GrantSpec
+from jitgate.service.decisions import revoke_request
 from jitgate.service.reconcile import scheduler_jobs
+from jitgate.service.requests import create_request
 
 POLICY = """
 version: 1
@@ -43,10 +46,11 @@ backends:
   healthy: {type: listed}
 """
 REMOVED: list[str] = []
+ENDED: list[str] = []  # requests whose grants ended: their logins are orphans
 
 
 class Listed:
-    """Holds two logins jitgate made whose requests are gone; one of them cannot be
+    """Holds two logins jitgate made whose requests ended; one of them cannot be
     removed because the plugin trips over it."""
 
     verifiable = False
@@ -66,8 +70,8 @@ class Listed:
 
     def made(self) -> Sequence[MadeGrant]:
         return [
-            MadeGrant("gone-1", "jane@example.com", "jit_trips"),
-            MadeGrant("gone-2", "jane@example.com", "jit_orphan"),
+            MadeGrant(ENDED[0], "jane@example.com", "jit_trips"),
+            MadeGrant(ENDED[1], "jane@example.com", "jit_orphan"),
         ]
 
     def remove_made(self, grant: MadeGrant, *, terminate: bool) -> Receipt:
@@ -91,6 +95,12 @@ class Broken(Listed):
         return user
 
 
+def _ended(ctx: Any) -> str:
+    request = create_request(ctx, requester="jane@example.com", draft=Draft(("dev-db",), "INC-1"))
+    revoke_request(ctx, request_id=request.request.id, actor="jane@example.com", reason="done")
+    return request.request.id
+
+
 def test_one_backends_unexpected_exception_never_stops_the_orphan_step(
     make_ctx: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -100,6 +110,7 @@ def test_one_backends_unexpected_exception_never_stops_the_orphan_step(
     policy = load_policy(tmp_path / "policy.yaml", plugins=PluginCatalog(backends=backends))
     ctx, _ = make_ctx(f"sqlite:///{tmp_path}/jg.db", policy)
     wire_enforcement(ctx, ctx.uow.db, registry=Registry(backends), environ={})
+    ENDED[:] = [_ended(ctx), _ended(ctx)]
 
     periodic = scheduler_jobs(ctx, interval=0.0)[1]
     with caplog.at_level(logging.WARNING):

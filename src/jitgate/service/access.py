@@ -1,7 +1,10 @@
 """Use cases of gateways: authorize a use, open and end a session (SPEC §4, RFC 10.6.2).
 
-Invariant: a grant is honoured only while ``starts_at <= now < ends_at`` of an active
-request, checked here against the clock, whatever the scheduler has or has not done yet.
+Invariants: a grant is honoured only while ``starts_at <= now < ends_at`` of an active
+request, checked here against the clock, whatever the scheduler has or has not done yet;
+a session opens under a lock of its grant's request, seen live under that lock, so a
+revoke either commits first (the open is refused) or after it (its termination pass
+asks for the session's end): no session of a revoked grant is left running unasked.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from jitgate.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from jitgate.domain.events import DomainEvent
 from jitgate.domain.policy import Policy, Scope
 from jitgate.service.context import Context
-from jitgate.service.ports import AsyncGrantReader, GrantView, Session
+from jitgate.service.ports import AsyncGrantReader, GrantView, Session, UnitOfWork
 from jitgate.service.sessions_end import ended_as
 
 
@@ -121,11 +124,8 @@ def open_session(
     now = ctx.clock.now()
     user = user.lower()
     with ctx.uow() as uow:
-        verdict = _authorize(
-            ctx.policy.current, uow.requests.live_grants, user, resource, type, environment, now
-        )
-        if not verdict.allowed or verdict.request_id is None:
-            raise Forbidden(f"{user} has no active grant for this access; session refused")
+        verdict = _held_grant(ctx, uow, user, resource, type, environment, now)
+        assert verdict.request_id is not None
         session = Session(
             ctx.ids(), verdict.request_id, user, resource, kind, now, opened_by=opened_by
         )
@@ -145,6 +145,43 @@ def open_session(
         ctx.publish(uow, [event], None, now)
         uow.commit()
     return session
+
+
+#: How often ``open_session`` chooses again when the grant it locked is no longer the one.
+_ATTEMPTS = 3
+
+
+def _held_grant(
+    ctx: Context,
+    uow: UnitOfWork,
+    user: str,
+    resource: str | None,
+    type_: str | None,
+    environment: str | None,
+    now: datetime,
+) -> AuthorizeResult:
+    """The grant a session opens on, its request locked, then read again: a revoke that
+    committed meanwhile is seen (another grant is chosen, or none: ``Forbidden``), and one
+    not committed yet waits for this transaction, so its termination pass sees the session.
+    Locked as decisions lock it (an extension's original first): the two never deadlock."""
+
+    def choose() -> AuthorizeResult:
+        policy = ctx.policy.current
+        found = _authorize(
+            policy, uow.requests.live_grants, user, resource, type_, environment, now
+        )
+        if not found.allowed or found.request_id is None:
+            raise Forbidden(f"{user} has no active grant for this access; session refused")
+        return found
+
+    verdict = choose()
+    for _attempt in range(_ATTEMPTS):
+        assert verdict.request_id is not None
+        uow.requests.get_family(verdict.request_id)
+        locked, verdict = verdict, choose()  # read after the lock: what has committed
+        if verdict.request_id == locked.request_id:
+            return verdict
+    raise Conflict("the grants changed while the session was being opened; try again")
 
 
 def end_session(

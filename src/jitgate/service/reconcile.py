@@ -10,23 +10,27 @@ One pass, run by the scheduler and by ``jitgate reconcile``:
    re-apply the missing ones;
 5. for grants removed in the last ``RECHECK_HORIZON`` (a day), ask again and remove them
    if they came back (and no other live grant of the user covers them);
-6. list what each inventory backend holds that jitgate made, and remove the orphans;
+6. list what each inventory backend holds that jitgate made, and remove the orphans: the
+   grants of a request that is no longer live. One whose request this database does not
+   hold (another jitgate's, on the same server) is reported, never removed;
 7. list the members of each role a membership backend manages (``RoleMembers``) and report
    the ones no grant of jitgate explains (standing access: a grant made by hand, or one
    back after the horizon), without removing them: they may be service accounts.
 
 Invariants: every repair is audited (``backend.reconciled``, or the ``backend.*`` event of
-the normal path it resumed), and so is standing access (``backend.reconciled`` with
-``action: reported``, once a day per member while it lasts); a pass never raises for one
-backend's failure, however it fails: it is logged, counted in ``failed`` and named in
-``problems``, and the pass goes on with the next backend or item.
+the normal path it resumed), and so are standing access and grants of unknown requests
+(``backend.reconciled`` with ``action: reported``, once a day per member while it lasts);
+a jitgate-made grant is removed only on this database's word that its request is no
+longer live; a pass never raises for one backend's failure, however it fails: it is
+logged, counted in ``failed`` and named in ``problems``, and the pass goes on with the
+next backend or item.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -56,6 +60,7 @@ RECHECK_HORIZON = timedelta(days=1)
 REPORT_EVERY = timedelta(days=1)
 REPORTED = "reported"
 STANDING = "standing access: a member of the role that no live jitgate grant explains"
+UNKNOWN = "made by jitgate for a request this deployment does not know (another's?); kept"
 
 
 @dataclass
@@ -68,6 +73,7 @@ class ReconcileReport:
     orphans: int = 0
     failed: int = 0
     standing: list[dict[str, str]] = field(default_factory=list)  # {backend, member}
+    unknown: list[dict[str, str]] = field(default_factory=list)  # and request_id, user
     problems: list[str] = field(default_factory=list)  # what failed, safe to show
 
     @property
@@ -229,12 +235,23 @@ def _orphans(enf: Enforcement, report: ReconcileReport) -> None:
                 _remove_orphan(enf, name, backend, grant, report)
             except Exception as exc:
                 _unexpected(report, exc, f"removing {grant.key} from {name}")
+        mine = {u["member"]: u for u in report.unknown if u["backend"] == name}
+        if mine:
+            details = {m: {k: u[k] for k in ("request_id", "user")} for m, u in mine.items()}
+            _report_members(enf, name, UNKNOWN, details)
 
 
 def _remove_orphan(
     enf: Enforcement, name: str, backend: Inventory, grant: MadeGrant, report: ReconcileReport
 ) -> None:
-    terminate = _orphan(enf, name, grant)
+    with enf.uow(write=False) as uow:
+        request = uow.requests.get(grant.request_id)
+        row = uow.backend_grants.get(grant.request_id, name)
+    if request is None:  # another jitgate's: only the one that made it knows if it is live
+        found = {"request_id": grant.request_id, "user": grant.user}
+        report.unknown.append({"backend": name, "member": grant.key, **found})
+        return
+    terminate = _orphan(enf, request, row)
     if terminate is None:
         return
     try:
@@ -256,18 +273,15 @@ def _unexpected(report: ReconcileReport, exc: Exception, doing: str) -> None:
     report.problem(f"{doing}: unexpected {type(exc).__name__}")
 
 
-def _orphan(enf: Enforcement, name: str, grant: MadeGrant) -> bool | None:
-    """Whether to remove ``grant`` terminating its sessions; ``None`` while it should exist
-    or while the normal removal path owns it."""
+def _orphan(enf: Enforcement, request: AccessRequest, row: BackendGrant | None) -> bool | None:
+    """Whether to remove a grant ``request`` made (its backend row: ``row``) terminating its
+    sessions; ``None`` while it should exist or while the normal removal path owns it."""
     now = enf.ctx.clock.now()
-    with enf.uow(write=False) as uow:
-        request = uow.requests.get(grant.request_id)
-        row = uow.backend_grants.get(grant.request_id, name)
-    if request is not None and _live(request.state, request.ends_at, now):
+    if _live(request.state, request.ends_at, now):
         return None
     if row is not None and row.status == "removing":
         return None
-    early = request is None or request.state is State.REVOKED
+    early = request.state is State.REVOKED
     return early or enf.ctx.policy.current.settings.sessions_at_expiry == "terminate"
 
 
@@ -303,24 +317,29 @@ def _standing(enf: Enforcement, report: ReconcileReport) -> None:
         unexplained = [m for m in members if m not in explained]
         report.standing.extend({"backend": name, "member": m} for m in unexplained)
         if unexplained:
-            _report_standing(enf, name, unexplained)
+            _report_members(enf, name, STANDING, {m: {} for m in unexplained})
 
 
-def _report_standing(enf: Enforcement, name: str, members: list[str]) -> None:
-    """Audit (and log) each member not already reported in the last ``REPORT_EVERY``."""
+def _report_members(
+    enf: Enforcement, name: str, reason: str, members: Mapping[str, Mapping[str, object]]
+) -> None:
+    """Audit (and log) each member (with its ``detail``) not already reported for
+    ``reason`` in the last ``REPORT_EVERY``."""
     now = enf.ctx.clock.now()
     query = AuditQuery(type="backend.reconciled", since=now - REPORT_EVERY, limit=100_000)
     with enf.uow(write=False) as uow:
         seen = {
             str(e.data.get("member"))
             for e in uow.audit.find(query)
-            if e.data.get("action") == REPORTED and e.data.get("backend") == name
+            if e.data.get("action") == REPORTED
+            and e.data.get("backend") == name
+            and e.data.get("reason") == reason
         }
-    for member in members:
+    for member, detail in members.items():
         if member in seen:
             continue
-        log.warning("reconcile: %s: %s (%s)", name, STANDING, _printable(member))
-        _audit(enf, None, name, REPORTED, STANDING, {"member": member}, member=member)
+        log.warning("reconcile: %s: %s (%s)", name, reason, _printable(member))
+        _audit(enf, None, name, REPORTED, reason, {"member": member, **detail}, member=member)
 
 
 def _printable(text: str, limit: int = 80) -> str:

@@ -11,7 +11,9 @@ So the evidence tells two facts apart, each with its real time:
 - ``ended_as`` says how the gateway's confirmation (``POST /v1/sessions/{id}/end``) is
   recorded: ``session.ended`` with ``terminated: true`` only when the gateway says it ended
   the session, ``terminated: false`` (reason ``closed``) when it closed by itself, even
-  after the end was asked for. A session that ended before is never touched.
+  after the end was asked for. A session that ended before is never touched: its row is
+  locked before it is read, so an end committing at the same time is never overwritten,
+  and a second report of an end is refused (``Conflict``), never audited twice.
 
 A termination asked for and not confirmed within ``CONFIRM_WITHIN`` is a discrepancy in
 the evidence (``service.evidence``).
@@ -33,11 +35,14 @@ CONFIRM_WITHIN = timedelta(minutes=5)
 
 def request_termination(ctx: Context, *, request_id: str, reason: str) -> int:
     """Ask for the end of every open session of ``request_id`` (and of its extensions) not
-    asked for yet; returns how many were asked for now."""
+    asked for yet; returns how many were asked for now. The sessions are read locked, so
+    an end its gateway reports meanwhile is either waited for (and that session, ended,
+    is left alone) or waits for this commit (and is recorded after the request)."""
     now = ctx.clock.now()
     with ctx.uow() as uow:
         ids = [request_id] + [e.id for e in uow.requests.extensions_of(request_id)]
-        open_ = [s for sessions in uow.sessions.open_by_request(ids).values() for s in sessions]
+        locked = uow.sessions.open_by_request(ids, for_update=True)
+        open_ = [s for sessions in locked.values() for s in sessions]
         asked = [s for s in open_ if s.termination_requested_at is None]
         events = []
         for session in asked:

@@ -9,6 +9,10 @@ Readers (``find``) show only events 1…head, and never fail on a damaged row: `
 is not a JSON object is shown as ``{"$unreadable": the stored text}``. ``iterate`` (export)
 and ``verify`` read every row, from the lowest seq, so a row outside the chain is exported
 and reported, never skipped.
+
+``at`` is when an event's action began (the tables hold the same time, so the evidence can
+compare them), not when it was chained: it may be earlier than a lower seq's. So ``since``
+selects by seq, from the first event at or after it on, and never skips one chained late.
 """
 
 from __future__ import annotations
@@ -44,7 +48,9 @@ _HEAD_MOVE = (
     H.update().where(H.c.id == 1).values(seq=sa.bindparam("seq"), hash=sa.bindparam("hash"))
 )
 _INSERT = A.insert()
-_IN_CHAIN = A.c.seq.between(1, sa.select(H.c.seq).where(H.c.id == 1).scalar_subquery())
+_HEAD_SEQ = sa.select(H.c.seq).where(H.c.id == 1).scalar_subquery()
+_IN_CHAIN = A.c.seq.between(1, _HEAD_SEQ)
+_TO_HEAD = A.c.seq <= _HEAD_SEQ
 
 
 def _json(data: dict[str, Any]) -> str:
@@ -88,15 +94,18 @@ class SqlAuditLog:
         self._conn.execute(_HEAD_MOVE, {"seq": seq, "hash": prev})
 
     def find(self, query: AuditQuery) -> list[AuditRecord]:
-        stmt = sa.select(A).where(_IN_CHAIN)  # the head is read in the same statement
+        if query.since:  # one range of seq, from the first event at or after it
+            sqlite = self._conn.dialect.name == "sqlite"
+            first = _first_seq_at_or_after(query.since, sqlite=sqlite)
+            stmt = sa.select(A).where(A.c.seq >= first, _TO_HEAD)
+        else:
+            stmt = sa.select(A).where(_IN_CHAIN)  # the head is read in the same statement
         if query.request_id:
             stmt = stmt.where(A.c.request_id == query.request_id)
         if query.type:
             stmt = stmt.where(A.c.type == query.type)
         if query.actor:
             stmt = stmt.where(A.c.actor == query.actor)
-        if query.since:
-            stmt = stmt.where(A.c.at >= format_at(query.since))
         if query.after_seq is not None:
             stmt = stmt.where(A.c.seq > query.after_seq)
         stmt = stmt.order_by(A.c.seq).limit(query.limit)
@@ -147,6 +156,19 @@ class SqlAuditLog:
     def _head_readonly(self) -> tuple[int, str]:
         row = self._conn.execute(_HEAD).first()
         return (int(row.seq), str(row.hash)) if row else (0, GENESIS)
+
+
+def _first_seq_at_or_after(since: datetime, *, sqlite: bool) -> sa.ScalarSelect[Any]:
+    """The lowest seq (1 or more) of an event recorded at or after ``since`` (``NULL``: none
+    is). ``since`` selects from there on, not by ``at`` alone: an event's ``at`` is when its
+    action began and its seq when it was chained, so an action that waited for the chain
+    may follow, with an earlier ``at``, an event already read; a reader polling with the
+    last ``at`` it saw still gets it. On SQLite ``seq + 0`` keeps the planner on the ``at``
+    index (a recent ``since``, as polling uses, reads a few entries), where it would walk
+    the table in seq order up to the first match; PostgreSQL picks the cheaper by itself."""
+    seq = A.c.seq + 0 if sqlite else A.c.seq
+    first = sa.select(sa.func.min(seq)).where(A.c.at >= format_at(since), seq >= 1)
+    return first.scalar_subquery()
 
 
 def _against_head(

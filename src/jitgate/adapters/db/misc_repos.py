@@ -58,11 +58,18 @@ class SqlSessions:
             stmt = stmt.where(S.c.ended_at.is_(None))
         return [_session(r) for r in self._conn.execute(stmt.order_by(S.c.started_at)).all()]
 
-    def open_by_request(self, request_ids: Sequence[str]) -> dict[str, list[Session]]:
+    def open_by_request(
+        self, request_ids: Sequence[str], *, for_update: bool = False
+    ) -> dict[str, list[Session]]:
+        """The sessions of ``request_ids`` not ended. ``for_update`` locks them (on
+        PostgreSQL, in id order, so two passes never deadlock): a session whose end commits
+        meanwhile is waited for and left out, rather than read as open."""
         found: dict[str, list[Session]] = {}
         for start in range(0, len(request_ids), 500):
             chunk = list(request_ids[start : start + 500])
             stmt = sa.select(S).where(S.c.request_id.in_(chunk), S.c.ended_at.is_(None))
+            if for_update and self._row_locks:
+                stmt = stmt.order_by(S.c.id).with_for_update()
             for row in self._conn.execute(stmt).all():
                 session = _session(row)
                 found.setdefault(session.request_id, []).append(session)

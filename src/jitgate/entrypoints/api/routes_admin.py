@@ -37,7 +37,13 @@ def audit(
     app: AppDep,
     who: UserDep,
     since: Annotated[
-        str | None, Query(max_length=64, description="ISO 8601 with a time zone")
+        str | None,
+        Query(
+            max_length=64,
+            description="ISO 8601 with a time zone: the events from the first one at or "
+            "after it on (an action chained late can carry an earlier `at`; page with "
+            "`cursor` for an exact position)",
+        ),
     ] = None,
     type: Annotated[str | None, Query(max_length=64)] = None,
     actor: Annotated[str | None, Query(max_length=320)] = None,

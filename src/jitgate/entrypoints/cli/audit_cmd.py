@@ -19,7 +19,6 @@ import json
 import os
 import re
 import secrets
-import shlex
 import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
@@ -42,7 +41,7 @@ from jitgate.entrypoints.cli.common import (
     emit_json,
     fail,
     friendly,
-    line_safe,
+    more_follow,
     opened,
     table,
 )
@@ -53,7 +52,10 @@ _PAGE = 100
 
 @click.group(invoke_without_command=True)
 @click.option(
-    "--since", default=None, metavar="TIME", help="Only events at or after TIME (ISO, with a zone)."
+    "--since",
+    default=None,
+    metavar="TIME",
+    help="Events from the first one at or after TIME on (ISO, with a zone).",
 )
 @click.option("--type", "type_", default=None, help="Event type, e.g. request.approved.")
 @click.option("--actor", default=None)
@@ -122,8 +124,14 @@ def audit(
     ]
     click.echo(table(rows, ["seq", "at", "type", "actor", "request"]))
     if page["next_cursor"]:
-        more = _continue(filters, limit, page["next_cursor"])
-        click.echo(line_safe(f"more events follow: {more}  (--last N: the newest N)"), err=True)
+        paged = {**filters, "limit": str(limit) if limit != _PAGE else None}
+        more_follow(
+            "events",
+            ["jitgate", "audit"],
+            paged,
+            str(page["next_cursor"]),
+            "  (--last N: the newest N)",
+        )
 
 
 def _filters(**given: str | None) -> dict[str, str]:
@@ -173,16 +181,6 @@ def _all_after(api: Api, filters: dict[str, str], cursor: int) -> list[dict[str,
         if not page["next_cursor"]:
             return found
         cursor = int(page["next_cursor"])
-
-
-def _continue(filters: dict[str, str], limit: int, cursor: str) -> str:
-    """The command that shows the page after this one."""
-    words = ["jitgate", "audit"]
-    for key, value in filters.items():
-        words += [f"--{key.replace('_', '-')}", value]
-    if limit != _PAGE:
-        words += ["--limit", str(limit)]
-    return shlex.join([*words, "--cursor", cursor])
 
 
 @audit.command()
