@@ -104,8 +104,8 @@ def test_policy_check_fails_on_a_url_with_a_password_even_without_strict(tmp_pat
 
 
 def test_a_setting_with_no_env_form_says_to_take_the_credential_out() -> None:
-    entry = "{type: slack, webhook_url_env: W, api_url: 'https://slack.example/api?token=xoxb-1'}"
+    entry = "{type: slack, webhook_url_env: W, channel: 'https://slack.example/c?token=xoxb-1'}"
     (problem,) = _problems(_channel(entry))
-    assert problem.path == "notifications.channels.c.api_url"
-    assert "no *_env form" in problem.message and "api_url_env" not in problem.message
+    assert problem.path == "notifications.channels.c.channel"
+    assert "no *_env form" in problem.message and "channel_env" not in problem.message
     assert "xoxb" not in problem.message

@@ -8,8 +8,11 @@ Invariants:
   apply to every configured channel of the named types;
 - a channel that addresses people gets one message per recipient; a channel that posts to a
   shared place (a Slack channel, a Teams channel, PagerDuty, a webhook) gets one message;
-- a request that paged PagerDuty gets exactly one ``resolve`` per paging channel when it is
-  decided, expires or is withdrawn;
+- PagerDuty is paged only to ask for a decision: a PagerDuty channel on the route of an
+  asking event gets a ``trigger`` (``dedup_key`` = request id), whatever the audience; when
+  the request leaves pending (approved, denied, expired, withdrawn) each PagerDuty channel
+  on the route of an asking event that happened to it, or on the closing event's own route,
+  gets exactly one ``resolve``; on any other route (``access.expiring``) it gets nothing;
 - payloads hold facts only, never a link token or a secret: links are minted at delivery.
 """
 
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from jitgate.domain.approval import same_person, spec_candidates
+from jitgate.domain.approval import POLICY_ACTOR, same_person, spec_candidates
 from jitgate.domain.events import DomainEvent
 from jitgate.domain.policy import ApproverSpec, Policy, Route
 from jitgate.domain.request import AccessRequest
@@ -48,7 +51,8 @@ ASKING = frozenset({"request.created", "request.urgent", "request.escalated"})
 RULES_UPDATED = "request.rules_updated"
 #: Events after which nobody needs to be paged about the request any more.
 CLOSING = frozenset({"request.approved", "request.denied", "request.expired", "request.revoked"})
-PAGING = ("request.urgent", "request.escalated")
+#: The channel type that opens an incident per request (``trigger``) and must close it.
+PAGER = "pagerduty"
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ class RequestFacts:
     starts_at: str | None = None
     ends_at: str | None = None
     approved_by: tuple[str, ...] = ()  # everyone whose approval is recorded, in order
+    start_at: str | None = None  # the start asked for (a scheduled request), else None
+    extends: str | None = None  # the request whose grant this one extends
 
     @classmethod
     def of(cls, request: AccessRequest) -> RequestFacts:
@@ -87,6 +93,8 @@ class RequestFacts:
             starts_at=_iso(request.starts_at),
             ends_at=_iso(request.ends_at),
             approved_by=tuple(a.approver for a in request.approvals if a.decision == "approve"),
+            start_at=_iso(request.start_at),
+            extends=request.extends,
         )
 
 
@@ -217,7 +225,8 @@ class RoutePlanner:
         if route is not None and not (asking and request.state is not State.PENDING):
             base = _message(event, request, policy, now, asking)
             recipients = audience(route.to, request, policy, now)
-            planned.extend(self._fan_out(base, route.via, recipients, policy))
+            via = route.via if asking else _not_paging(route.via, policy)
+            planned.extend(self._fan_out(base, via, recipients, policy))
         if event.type == RULES_UPDATED and request.state is State.PENDING:
             planned.extend(self._newly_asked(event, request, policy, routes, now))
         if event.type in CLOSING and not _withdrawn_after_decision(event):
@@ -276,30 +285,42 @@ class RoutePlanner:
         routes: Mapping[str, Route],
         now: datetime,
     ) -> list[Notification]:
-        if event.actor == "policy":
+        """One ``resolve`` per PagerDuty channel that may hold the request's incident: those
+        on the routes of the asking events that happened to it, and those on the closing
+        event's own route; each once, however many of those routes name it."""
+        if event.actor == POLICY_ACTOR:  # approved as it was created: nobody was asked
             return []
-        paged: list[str] = []
-        for paging_event in PAGING:
-            route = routes.get(paging_event)
-            if paging_event == "request.urgent":
-                happened = request.urgency == "high"
-            else:
-                happened = request.escalated
-            if route is None or not happened:
-                continue
-            for channel in route.via:
-                config = policy.notifications.channels.get(channel, {})
-                if config.get("type") == "pagerduty" and channel not in paged:
-                    paged.append(channel)
-        own = routes.get(event.type)
-        already = set(own.via) if own is not None else set()
-        base = replace(_message(event, request, policy, now, False), action="resolve")
+        events = (*_asked(request), event.type)
+        named = [c for e in events if (route := routes.get(e)) is not None for c in route.via]
         channels = policy.notifications.channels
+        base = replace(_message(event, request, policy, now, False), action="resolve")
         return [
             _note(replace(base, channel=channel), channel, None)
-            for channel in paged
-            if channel not in already and self._mode_of(channel, channels[channel]) is not None
+            for channel in dict.fromkeys(named)
+            if _pages(channels.get(channel)) and self._mode_of(channel, channels[channel])
         ]
+
+
+def _asked(request: AccessRequest) -> tuple[str, ...]:
+    """The asking events that happened to ``request`` (each sent its route a ``trigger``
+    then): it was created; it was urgent; it was escalated."""
+    happened = {
+        "request.created": True,
+        "request.urgent": request.urgency == "high",
+        "request.escalated": request.escalated,
+    }
+    return tuple(e for e, yes in happened.items() if yes)
+
+
+def _pages(config: Mapping[str, Any] | None) -> bool:
+    return config is not None and config.get("type") == PAGER
+
+
+def _not_paging(via: Sequence[str], policy: Policy) -> tuple[str, ...]:
+    """``via`` without its PagerDuty channels: an event that asks for no decision pages
+    nobody (one that closes the request resolves its incident instead: ``_resolves``)."""
+    channels = policy.notifications.channels
+    return tuple(c for c in via if not _pages(channels.get(c)))
 
 
 def _withdrawn_after_decision(event: DomainEvent) -> bool:

@@ -1,5 +1,7 @@
-"""PagerDuty Events API v2: ``trigger`` for urgent and escalated requests, ``resolve`` once
-the request is decided, expires or is withdrawn.
+"""PagerDuty Events API v2: ``trigger`` for a message that asks for a decision (a pending
+request on the route of ``request.created``, ``request.urgent`` or ``request.escalated``),
+``resolve`` for any other (the planner sends one when the request is decided, expires or is
+withdrawn, to every PagerDuty channel that may hold its incident).
 
 Configuration: ``routing_key_env``; ``events_url`` (or ``events_url_env``) overrides
 ``https://events.pagerduty.com/v2/enqueue``.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from jitgate.service.notifications import Message
 
@@ -110,15 +110,23 @@ def human_duration(seconds: int) -> str:
 
 
 def when(iso: str | None) -> str:
+    """``2026-03-03T09:00:00+00:00`` -> ``2026-03-03 09:00 UTC`` (in UTC, whatever its zone)."""
     if not iso:
         return "—"
-    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M UTC")
+    moment = datetime.fromisoformat(iso)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def title(message: Message) -> str:
     if message.action == "resolve":
-        return "Access request settled"
-    return TITLES.get(message.event, "Access request update")
+        text = "Access request settled"
+    else:
+        text = TITLES.get(message.event, "Access request update")
+    if message.request.extends:  # "Access extension request approved", ...
+        text = text.replace("ccess request", "ccess extension request", 1)
+    return text
 
 
 def facts(message: Message) -> list[tuple[str, str]]:
@@ -127,10 +135,16 @@ def facts(message: Message) -> list[tuple[str, str]]:
     rows = [
         ("User", r.requester),
         ("Requesting", ", ".join(r.roles) + (" role" if len(r.roles) == 1 else " roles")),
+    ]
+    if r.extends:  # an extension: what it adds to, not a new grant
+        rows.append(("Extends", f"request {r.extends}"))
+    rows += [
         ("Resources", ", ".join(r.resources) or "everything the roles grant"),
         ("Duration", human_duration(r.duration_seconds)),
-        ("Urgency", r.urgency),
     ]
+    if r.start_at:  # a scheduled request: access from then, not from the approval
+        rows.append(("Starts", when(r.start_at)))
+    rows.append(("Urgency", r.urgency))
     if r.purpose:
         rows.append(("Purpose", r.purpose))
     rows.append(("Request", r.id))
@@ -162,8 +176,9 @@ def outcome_line(message: Message) -> str | None:
 def summary(message: Message) -> str:
     """One line: what happened to which request (raw text; escape for the channel)."""
     r = message.request
+    asks, span = ("asks to extend", "by") if r.extends else ("asks for", "for")
     return one_line(
-        f"{title(message)}: {r.requester} asks for {', '.join(r.roles)} for "
+        f"{title(message)}: {r.requester} {asks} {', '.join(r.roles)} {span} "
         f"{human_duration(r.duration_seconds)} (request {r.id})",
         300,
     )

@@ -3,8 +3,11 @@
 Configuration: ``webhook_url_env`` (post to the webhook's channel), or ``bot_token_env``
 (a direct message to each recipient, found with ``users.lookupByEmail``; ``channel`` posts
 there instead when ``audience: channel``); ``signing_secret_env`` turns Approve and Deny into
-interactive buttons answered at ``POST /v1/integrations/slack/actions``; ``api_url``
-overrides ``https://slack.com/api``.
+interactive buttons answered at ``POST /v1/integrations/slack/actions``; ``api_url`` (or
+``api_url_env``) overrides ``https://slack.com/api``, ``response_url_prefix`` (or
+``response_url_prefix_env``) ``https://hooks.slack.com/``, where an interaction's
+``response_url`` must point. A URL setting whose ``_env`` variable is not set disables the
+channel (and its buttons), as a missing token does: never a silent fall back to Slack's own.
 
 Invariants: every user-supplied text (the reason, the purpose, names, a deny reason) is
 literal text in a ``rich_text`` block, never mrkdwn, so it arrives as typed: no format, no
@@ -54,6 +57,7 @@ from jitgate.service.delivery_deadline import within
 from jitgate.service.notifications import Message
 
 API_URL = "https://slack.com/api"
+RESPONSE_URL_PREFIX = "https://hooks.slack.com/"
 REASON_LIMIT = 2900
 FACT_LIMIT = 1000
 APPROVE = "jitgate.approve"
@@ -175,6 +179,18 @@ def _optional(config: Mapping[str, Any], key: str, env: Mapping[str, str]) -> st
         return None
 
 
+def api_url(config: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """The Web API base: ``api_url``, or the variable ``api_url_env`` names, or Slack's.
+    ``ChannelConfigError`` when ``api_url_env`` names a variable that is not set."""
+    return (setting(config, "api_url", env) or API_URL).rstrip("/")
+
+
+def response_url_prefix(config: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """Where a ``response_url`` must point: ``response_url_prefix`` (or ``_env``), else
+    ``https://hooks.slack.com/``; ``ChannelConfigError`` as ``api_url``."""
+    return setting(config, "response_url_prefix", env) or RESPONSE_URL_PREFIX
+
+
 def interactive(config: Mapping[str, Any], env: Mapping[str, str]) -> bool:
     """Buttons answered in Slack need the signing secret and a bot token (to know who)."""
     secret_env = config.get("signing_secret_env")
@@ -185,8 +201,8 @@ def interactive(config: Mapping[str, Any], env: Mapping[str, str]) -> bool:
 class SlackNotifier:
     """One Slack channel config: a webhook, or a bot that sends direct messages."""
 
-    # ``signing_secret_env``, ``api_url`` and ``response_url_prefix`` are also read by
-    # ``wiring.NotifyRuntime.slack_apps`` (buttons answered in Slack).
+    # ``signing_secret_env``, ``api_url`` and ``response_url_prefix`` (and their ``_env``
+    # forms) are also read by ``wiring.NotifyRuntime.slack_apps`` (buttons answered in Slack).
     CONFIG_KEYS: ClassVar[tuple[str, ...]] = (
         "webhook_url_env",
         "bot_token_env",
@@ -194,7 +210,9 @@ class SlackNotifier:
         "channel",
         "audience",
         "api_url",
+        "api_url_env",
         "response_url_prefix",
+        "response_url_prefix_env",
     )
 
     def __init__(self, name: str, config: Mapping[str, Any], deps: NotifierDeps) -> None:
@@ -202,7 +220,7 @@ class SlackNotifier:
         self._http = deps.http
         self._webhook = _optional(config, "webhook_url", deps.env)
         self._token = _optional(config, "bot_token", deps.env)
-        self._api = str(config.get("api_url") or API_URL).rstrip("/")
+        self._api = api_url(config, deps.env)
         self._channel = config.get("channel")
         self._interactive = interactive(config, deps.env)
         self._mode = SlackNotifier.mode(config, deps.env)
@@ -226,10 +244,12 @@ class SlackNotifier:
 
     @classmethod
     def missing_env(cls, config: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
-        """Usable with a webhook URL or a bot token; missing only when neither is set."""
+        """Usable with a webhook URL or a bot token (missing only when neither is set), and
+        every URL named by an ``_env`` key set."""
+        urls = unset(config, env, "api_url", "response_url_prefix")
         if any(_optional(config, key, env) for key in ("webhook_url", "bot_token")):
-            return []
-        return unset(config, env, "webhook_url", "bot_token")
+            return urls
+        return [*unset(config, env, "webhook_url", "bot_token"), *urls]
 
     def send(self, message: Message) -> Sent:
         payload = body(message, interactive=self._interactive)

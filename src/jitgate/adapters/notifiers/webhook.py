@@ -2,6 +2,12 @@
 
 Configuration: ``url`` (or ``url_env``) and ``secret_env`` holding a ``whsec_<base64>`` secret.
 
+Body: ``type`` (the event; ``request.settled`` for a resolve), ``timestamp`` and ``data``:
+``request`` (every ``RequestFacts`` field: id, requester, roles, resources, duration, reason,
+urgency, purpose, state, times; ``start_at``, the start a scheduled request asks for, and
+``extends``, the request an extension extends, ``null`` when not set), ``actor``, ``detail``,
+``approvers``, ``asks_decision``, ``channel``.
+
 Invariants: ``webhook-id`` is the outbox id, the same on every retry, so the receiver can
 drop repeats; the body carries facts only, never a link token (a webhook usually feeds logs
 or a SIEM); the URL's query and the secret never appear in an error.

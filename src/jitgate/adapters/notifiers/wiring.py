@@ -30,10 +30,10 @@ import httpx
 
 from jitgate.adapters.db.notify_repos import deliveries_of, link_uses_of
 from jitgate.adapters.links import HmacLinkSigner
-from jitgate.adapters.notifiers.base import NotifierDeps
+from jitgate.adapters.notifiers import slack
+from jitgate.adapters.notifiers.base import ChannelConfigError, NotifierDeps
 from jitgate.adapters.notifiers.deadline import deadline_client
 from jitgate.adapters.notifiers.registry import ChannelSet
-from jitgate.adapters.notifiers.slack import API_URL
 from jitgate.config import NotifySettings
 from jitgate.domain.policy import Policy
 from jitgate.service.context import Context
@@ -89,16 +89,14 @@ class NotifyRuntime:
                 continue
             token_env = config.get("bot_token_env")
             token = self.env.get(str(token_env), "") if token_env else ""
-            prefix = config.get("response_url_prefix") or "https://hooks.slack.com/"
-            apps.append(
-                SlackApp(
-                    name,
-                    secret,
-                    token or None,
-                    str(config.get("api_url") or API_URL),
-                    str(prefix),
+            try:
+                api, prefix = (
+                    slack.api_url(config, self.env),
+                    slack.response_url_prefix(config, self.env),
                 )
-            )
+            except ChannelConfigError:  # a URL's *_env variable unset: the channel is off
+                continue
+            apps.append(SlackApp(name, secret, token or None, api, prefix))
         return apps
 
     def close(self) -> None:
