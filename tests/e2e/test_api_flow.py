@@ -203,7 +203,11 @@ def test_list_filters_and_pagination(served: Served) -> None:
     assert priya.post(f"/v1/requests/{pending['id']}/approve").json()["state"] == "active"
     done = priya.get("/v1/requests", params={"approver": "me"}).json()["items"]
     assert [r["id"] for r in done] == [pending["id"]]  # decided: she took part
-    assert jane.get("/v1/requests", params={"requester": "sam@example.com"}).status_code == 403
+    # someone else's requests: those one may open, never a 403 (SPEC §4)
+    others = jane.get("/v1/requests", params={"requester": "sam@example.com"})
+    assert others.status_code == 200 and others.json()["items"] == []
+    seen = priya.get("/v1/requests", params={"requester": JANE}).json()["items"]
+    assert [r["id"] for r in seen] == [pending["id"]]  # she decided it; not jane's others
     still = jane.get("/v1/requests", params={"state": "pending"}).json()["items"]
     assert [r["id"] for r in still] == [prod["id"]]
 

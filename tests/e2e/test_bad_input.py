@@ -246,7 +246,8 @@ def test_a_resource_and_a_type_or_environment_together_are_refused(
 ) -> None:
     """Which one would count? Neither: a gateway names a resource, or a type and an
     environment."""
-    body = {"user": JANE, "resource": "prod-bastion", **extra}
+    kind = {"kind": "ssh"} if path == "/v1/sessions" else {}  # required there (SPEC §4)
+    body = {"user": JANE, "resource": "prod-bastion", **kind, **extra}
     assert_problem(served.client("gateway").post(path, json=body), 422, "not both")
 
 

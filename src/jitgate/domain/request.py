@@ -5,7 +5,10 @@ Invariants:
 - every state change records a ``DomainEvent`` the service must persist with it;
 - a request is never edited after creation, only decided, extended (``ends_at`` moves out
   by an approved extension, capped at ``max_total``) or ended;
-- ``honoured(now)`` is true only inside ``[starts_at, ends_at)`` of an active grant.
+- ``honoured(now)`` is true only inside ``[starts_at, ends_at)`` of an active grant;
+- an approved extension is part of its original's grant: active once the time it adds
+  begins, it never warns (the original does, of the grant's real end) and never ends on
+  its own, only with the grant and as it ends (``end_with_grant``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from jitgate.domain import approval as appr
 from jitgate.domain.errors import Conflict, Forbidden, Invalid
 from jitgate.domain.events import DomainEvent
 from jitgate.domain.policy import ApprovalRule, Directory, Scope
-from jitgate.domain.states import State, check_transition
+from jitgate.domain.states import LIVE_GRANT, State, check_transition
 
 SYSTEM_ACTOR = "system"
 MAX_REASON = 2000
@@ -256,6 +259,8 @@ class AccessRequest:
     def warn_expiring(self, now: datetime) -> None:
         if self.state is not State.ACTIVE or self.expiry_warned:
             raise Conflict(f"request {self.id} is {self.state.value}; nothing is expiring")
+        if self.extends is not None:
+            raise Conflict(f"extension {self.id} ends with its grant: {self.extends} warns")
         self.expiry_warned = True
         self._record("access.expiring", SYSTEM_ACTOR, ends_at=_iso(self.ends_at))
 
@@ -269,6 +274,34 @@ class AccessRequest:
             "access.expired",
             SYSTEM_ACTOR,
             ends_at=_iso(self.ends_at),
+            sessions_open=open_sessions,
+        )
+
+    def end_with_grant(
+        self, grant: AccessRequest, now: datetime, *, open_sessions: list[dict[str, Any]]
+    ) -> None:
+        """An approved extension ends when the grant it extends (``grant``, its original)
+        does, as that grant ends: expired with a grant that ran (``access.expired`` at the
+        grant's real end; activated first if the scheduler never got to it while its time
+        ran), revoked with one that was revoked or never became active."""
+        if self.extends != grant.id or self.state not in LIVE_GRANT:
+            raise Conflict(f"request {self.id} does not end with grant {grant.id}")
+        end = grant.ends_at
+        if end is None or (grant.state in LIVE_GRANT and now < end):
+            raise Conflict(f"grant of {grant.id} goes on; its extension {self.id} with it")
+        why = _why_not_run(grant.state, end, self.starts_at)
+        if why is not None:
+            self.revoke(SYSTEM_ACTOR, reason=why, now=now, is_admin=True)
+            return
+        if self.state is State.APPROVED:  # its time ran while the scheduler was late
+            self.activate(now)
+        check_transition(self.state, State.EXPIRED)
+        self.state, self.closed_at, self.close_reason = State.EXPIRED, end, "grant ended"
+        self._record(
+            "access.expired",
+            SYSTEM_ACTOR,
+            ends_at=end.isoformat(),
+            grant=grant.id,
             sessions_open=open_sessions,
         )
 
@@ -326,6 +359,8 @@ class AccessRequest:
             return
         old_end = self.ends_at
         self.ends_at = min(old_end, max(now, self.starts_at or now, extension.starts_at))
+        if self.ends_at < old_end:
+            self.expiry_warned = False  # a warning given named the later end
         self._record(
             "access.extension_revoked",
             extension.requester,
@@ -362,6 +397,18 @@ def check_reason(reason: str) -> None:
 
 def _visible(char: str) -> bool:
     return not char.isspace() and unicodedata.category(char) not in ("Cc", "Cf", "Zs")
+
+
+def _why_not_run(grant: State, end: datetime, extension_starts: datetime | None) -> str | None:
+    """Why an extension's time never ran in a grant that ended at ``end`` in state
+    ``grant`` (the extension is then revoked with it), or ``None`` if it ran (expired)."""
+    if grant is State.REVOKED:
+        return "the grant it extends was revoked"
+    if grant not in (State.ACTIVE, State.EXPIRED):
+        return "the grant it extends ended before it became active"
+    if extension_starts is None or end <= extension_starts:
+        return "the grant it extends ended before this extension's time began"
+    return None
 
 
 def _iso(value: datetime | None) -> str | None:

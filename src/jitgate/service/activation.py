@@ -4,7 +4,9 @@ and the backends of a live grant following its end when an extension moves it.
 Invariants: a request with backends becomes active only after every backend applied it;
 every commit that moves a live grant's end (an extension approved, or revoked) is followed
 by ``follow_moved_end``, so the backends hold the new end before the old one comes;
-backend I/O never runs while a transaction holds the request's lock.
+backend I/O never runs while a transaction holds the request's lock. An approved
+extension becomes active once the time it adds has begun, for as long as the grant it
+extends runs (its own end is no deadline: it ends with that grant).
 """
 
 from __future__ import annotations
@@ -16,12 +18,22 @@ from jitgate.domain.states import LIVE_GRANT, State
 from jitgate.service.context import Context
 
 
-def due_for_activation(request: AccessRequest, now: datetime) -> bool:
+def due_for_activation(
+    request: AccessRequest, now: datetime, original: AccessRequest | None = None
+) -> bool:
+    """Whether ``request`` is approved and its time is running at ``now``; an extension's
+    runs from its own start to the end of its grant (``original``, needed for one)."""
+    if request.extends is None:
+        end = request.ends_at
+    elif original is not None and original.state in LIVE_GRANT:
+        end = original.ends_at
+    else:
+        end = None
     return (
         request.state is State.APPROVED
         and request.starts_at is not None
-        and request.ends_at is not None
-        and request.starts_at <= now < request.ends_at
+        and end is not None
+        and request.starts_at <= now < end
     )
 
 
@@ -44,14 +56,15 @@ def activate_request(ctx: Context, *, request_id: str) -> AccessRequest | None:
     ``None`` if it is not (yet) in place."""
     with ctx.uow(write=False) as uow:
         request = uow.requests.get(request_id)
-    if request is None or not due_for_activation(request, ctx.clock.now()):
+        original = uow.requests.get(request.extends) if request and request.extends else None
+    if request is None or not due_for_activation(request, ctx.clock.now(), original):
         return None
     if request.backends and not ctx.grants.apply(request, ctx.clock.now()):
         return None
     now = ctx.clock.now()
     with ctx.uow() as uow:
-        locked = uow.requests.get(request_id, for_update=True)
-        if locked is None or not due_for_activation(locked, now):
+        locked, original = uow.requests.get_family(request_id)  # the original locked first
+        if locked is None or not due_for_activation(locked, now, original):
             return None
         locked.activate(now)
         ctx.persist(uow, locked, now)

@@ -3,7 +3,11 @@ certificate, database credentials; the KRL entries; where each backend stands.
 
 Invariants: a certificate or credentials go only to the requester, only while the grant
 is honoured (``starts_at <= now < ends_at`` of an active request) and only from a backend
-whose grant is in place; issuing one is audited, without the password or any key.
+whose grant is in place; issuing one is audited, without the password or any key. A
+certificate is handed out only if, when its issue is audited (under the request's lock),
+the grant still ends no earlier than it does: one signed while an extension was being
+revoked is never handed out, so the KRL pass that follows the shortened end sees every
+certificate that outlives it. An extension's backends are its original's.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from jitgate.service.backend_ports import (
 )
 from jitgate.service.context import Context
 from jitgate.service.enforcement import Enforcement
+from jitgate.service.enforcement_base import certificates_revoked
+from jitgate.service.ports import UnitOfWork
 from jitgate.service.queries import may_view, refused
 from jitgate.service.reconcile import enforcement_of
 
@@ -45,6 +51,11 @@ def _honoured_for(enf: Enforcement, request_id: str, requester: str) -> AccessRe
     if request.requester != requester:
         why = "only the requester of a grant can get its certificate or credentials"
         raise refused(enf.ctx, request, requester, why)
+    if request.extends is not None:  # it has no backend rows: its grant is its original's
+        raise Conflict(
+            f"request {request.id} extends {request.extends}, whose grant it moved: ask for "
+            f"the certificate or credentials of {request.extends}"
+        )
     if not request.honoured(now):
         raise Conflict(_not_honoured_why(enf, request, now))
     return request
@@ -112,6 +123,7 @@ def issue_certificate(
         raise Invalid(f"this request has several ssh-ca backends ({', '.join(names)}): name one")
     name = names[0]
     _in_place(enf, request, name)
+    _not_revoked(enf, request, name)
     try:
         ca = enf.backend_for(name)
         if not isinstance(ca, CertificateAuthority):
@@ -119,22 +131,58 @@ def issue_certificate(
         issued = ca.issue(enf.spec(request, name), public_key, ctx.clock.now())
     except BackendError as exc:
         raise Invalid(str(exc)) from None
-    _audit(
-        enf,
-        request,
-        "ssh.certificate_issued",
-        {
-            "backend": name,
-            "key_id": issued.key_id,
-            "serial": issued.serial,
-            "principals": list(issued.principals),
-            "valid_after": issued.valid_after.isoformat(),
-            "valid_before": issued.valid_before.isoformat(),
-            "ca": issued.ca_fingerprint,
-            "key": issued.key_fingerprint,
-        },
-    )
+    _audit_issued(enf, request, name, issued)
     return issued
+
+
+def _not_revoked(enf: Enforcement, request: AccessRequest, name: str) -> None:
+    with enf.uow(write=False) as uow:
+        _check_not_revoked(uow, request, name)
+
+
+def _check_not_revoked(uow: UnitOfWork, request: AccessRequest, name: str) -> None:
+    """``Conflict`` once the grant's certificates are in the KRL while it runs on (its end
+    moved in past a certificate's): the KRL revokes by key id, the request id, so sshd
+    would refuse any new certificate of this grant too."""
+    if certificates_revoked(uow, request.id, name):
+        raise Conflict(
+            f"the certificates of request {request.id} were revoked (KRL) when its end moved "
+            "in: sshd refuses every certificate of this grant; ask for a new grant"
+        )
+
+
+def _audit_issued(
+    enf: Enforcement, request: AccessRequest, name: str, issued: IssuedCertificate
+) -> None:
+    """Audit ``ssh.certificate_issued`` under the request's lock, so that it is ordered with
+    a revoke moving the grant's end in: either it commits first (and the KRL pass after
+    the revoke sees it), or the revoke does, and the certificate, valid past the end the
+    grant now has, is never handed out (``Conflict``)."""
+    now = enf.ctx.clock.now()
+    data = {
+        "backend": name,
+        "key_id": issued.key_id,
+        "serial": issued.serial,
+        "principals": list(issued.principals),
+        "valid_after": issued.valid_after.isoformat(),
+        "valid_before": issued.valid_before.isoformat(),
+        "ca": issued.ca_fingerprint,
+        "key": issued.key_fingerprint,
+    }
+    with enf.uow() as uow:
+        current = uow.requests.get(request.id, for_update=True)
+        end = current.ends_at if current is not None else None
+        if current is None or not current.honoured(now) or end is None:
+            raise Conflict(f"request {request.id} ended while its certificate was being signed")
+        if issued.valid_before > end:
+            raise Conflict(
+                f"the grant of {request.id} was shortened while its certificate was being "
+                "signed; ask again"
+            )
+        _check_not_revoked(uow, current, name)
+        event = DomainEvent("ssh.certificate_issued", request.requester, request.id, data)
+        enf.ctx.publish(uow, [event], current, now)
+        uow.commit()
 
 
 def credentials(ctx: Context, *, request_id: str, requester: str) -> list[Credential]:
@@ -182,18 +230,21 @@ def krl_contents(ctx: Context) -> KrlContents:
 
 
 def backend_status(ctx: Context, *, request_id: str, viewer: str) -> list[BackendGrant]:
-    """Where each backend of a request stands, with the last error (why it is not active)."""
+    """Where each backend of a request stands, with the last error (why it is not active).
+    An extension has no backend rows of its own: its time is applied on its original's
+    rows (refreshed to the moved end), which are the ones shown."""
     enf = enforcement_of(ctx)
     with enf.uow(write=False) as uow:
         request = uow.requests.get(request_id)
         if request is None or not may_view(ctx, request, viewer):
             raise NotFound(f"no request {request_id}")
-        rows = {r.backend: r for r in uow.backend_grants.of_request(request_id)}
+        grant = request.extends or request.id  # an extension applies through its original
+        rows = {r.backend: r for r in uow.backend_grants.of_request(grant)}
     now = ctx.clock.now()
     out = []
     for name in request.backends:
         row = rows.get(name) or BackendGrant(
-            request_id, name, request.requester, enf.backend_type(name), "pending", now, now
+            grant, name, request.requester, enf.backend_type(name), "pending", now, now
         )
         if name not in rows:
             row.detail = {"note": "not attempted yet"}

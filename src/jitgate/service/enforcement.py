@@ -15,6 +15,13 @@ Invariants:
 - ending a grant never removes what another active grant of the same user still covers on
   a backend whose grants are shared (``shares_grants``);
 - a removal that races an apply is repeated (the row goes back to ``removing``);
+- the end of a grant's open sessions, when they must end (always on early revocation; at
+  expiry with ``sessions_at_expiry: terminate``), is asked for at once, before any backend
+  is called: a backend that is down delays only its own removal (retried), never the
+  termination gateways act on; asking again changes nothing (``request_termination``);
+- a certificate issued up to an end the grant no longer has (a revoked extension moved it
+  in) is listed in the KRL as soon as the backends follow the shortened end, before that
+  end comes, whatever the scheduler's lag (``_revoke_outliving``);
 - a grant is applied only once its window has begun; an extension has no rows of its own:
   its original's are refreshed to the moved end once the approval commits
   (``follow_moved_end``), at the latest when the extension's time begins, and nothing is
@@ -38,12 +45,31 @@ from jitgate.service.backend_ports import (
     SessionRef,
     SessionTerminator,
 )
+from jitgate.service.context import Context
 from jitgate.service.enforcement_base import EnforcementBase
 from jitgate.service.sessions_end import request_termination
 
 log = logging.getLogger("jitgate.enforcement")
 
 BATCH = 200
+
+
+def sessions_must_end(ctx: Context, request: AccessRequest) -> bool:
+    """Whether the open sessions of an ended grant must end (RFC 10.4.4): always when it
+    was revoked, at expiry with ``sessions_at_expiry: terminate``."""
+    terminate = ctx.policy.current.settings.sessions_at_expiry == "terminate"
+    return request.state is State.REVOKED or terminate
+
+
+def end_sessions(ctx: Context, request: AccessRequest) -> None:
+    """Ask for the end of an ended grant's open sessions not asked for yet (idempotent: a
+    session is asked once, however often this runs). A failure is logged; the removal
+    retries (``retry_removals``) ask again."""
+    why = "grant revoked" if request.state is State.REVOKED else "grant expired"
+    try:
+        request_termination(ctx, request_id=request.id, reason=f"terminated: {why}")
+    except Exception:
+        log.exception("asking for the end of the sessions of %s failed", request.id)
 
 
 class Enforcement(EnforcementBase):
@@ -74,33 +100,31 @@ class Enforcement(EnforcementBase):
         return all([self.apply_one(original, name) for name in original.backends])
 
     def remove(self, request: AccessRequest, now: datetime) -> bool:
-        """Remove from every backend that was touched; end open sessions when they must end
-        (always on early revocation). Never raises: what fails is retried."""
+        """Remove from every backend that was touched. The end of open sessions, when they
+        must end (always on early revocation), is asked for first, whatever the backends
+        answer: a backend that is down is retried on its own and never keeps a revoked
+        user's sessions running. Never raises: what fails is retried."""
         if request.starts_at is None:  # never approved: nothing was applied or used
             return True
         early = request.state is State.REVOKED
-        policy = self.ctx.policy.current
-        terminate = early or policy.settings.sessions_at_expiry == "terminate"
+        terminate = sessions_must_end(self.ctx, request)
+        if terminate:
+            self._end_sessions(request)
         try:
-            done = True
-            if request.backends:
-                with self.uow(write=False) as uow:
-                    rows = uow.backend_grants.of_request(request.id)
-                results = [
-                    self.remove_one(request, r.backend, terminate=terminate, early=early)
-                    for r in rows
-                ]
-                done = all(results)
-            if done and terminate:
-                self._end_sessions(request, early)
-            return done
+            if not request.backends:
+                return True
+            with self.uow(write=False) as uow:
+                rows = uow.backend_grants.of_request(request.id)
+            results = [
+                self.remove_one(request, r.backend, terminate=terminate, early=early) for r in rows
+            ]
+            return all(results)
         except Exception:
             log.exception("removing request %s failed; it is retried", request.id)
             return False
 
-    def _end_sessions(self, request: AccessRequest, early: bool) -> None:
-        why = "grant revoked" if early else "grant expired"
-        request_termination(self.ctx, request_id=request.id, reason=f"terminated: {why}")
+    def _end_sessions(self, request: AccessRequest) -> None:
+        end_sessions(self.ctx, request)
 
     # -- apply one backend -------------------------------------------------------------------
 
@@ -118,7 +142,10 @@ class Enforcement(EnforcementBase):
                 uow.commit()  # nothing written: release SQLite's write lock
         if gate == "refresh":
             given = rows.instruction(row)
-            return backend is None or self._refresh(request, name, backend, given)
+            if backend is None:
+                return True
+            self._revoke_outliving(request, name, backend)  # before the backend hears it
+            return self._refresh(request, name, backend, given)
         if gate not in ("go", "resume"):
             return gate == "done"
         with self.uow() as uow:
@@ -351,20 +378,25 @@ class Enforcement(EnforcementBase):
             due = uow.backend_grants.due_removals(self.ctx.clock.now(), BATCH)
             requests = {r.request_id: uow.requests.get(r.request_id) for r in due}
         done = 0
+        asked: set[str] = set()
         for row in due:
             request = requests.get(row.request_id)
             if request is None:
                 continue
+            if row.terminate and request.id not in asked:  # whether or not the backend is back
+                asked.add(request.id)
+                self._end_sessions(request)
             if self.remove_one(
                 request, row.backend, terminate=row.terminate, early=row.ended_early
             ):
                 done += 1
-                self.finish_removal(request)
         return done
 
     def finish_removal(self, request: AccessRequest) -> None:
-        """Once every backend of an ended grant is clear, end its sessions if they must end."""
+        """After a removal of an ended grant (by ``reconcile`` too): its sessions are asked
+        to end if they must (a row says ``terminate``), whether or not every backend is
+        clear yet. Usually asked already by ``remove``; asking again changes nothing."""
         with self.uow(write=False) as uow:
             rows = uow.backend_grants.of_request(request.id)
-        if rows and all(r.status == "removed" for r in rows) and any(r.terminate for r in rows):
-            self._end_sessions(request, any(r.ended_early for r in rows))
+        if any(r.terminate for r in rows):
+            self._end_sessions(request)

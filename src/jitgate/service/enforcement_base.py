@@ -1,6 +1,7 @@
 """Building blocks of enforcement: backends by name, the immutable ``GrantSpec`` a
-backend is given, guarded backend calls, and how a failure is recorded (loud: audited as
-``backend.failed``, kept on the row, retried with backoff)."""
+backend is given, guarded backend calls, how a failure is recorded (loud: audited as
+``backend.failed``, kept on the row, retried with backoff), and the certificates a grant
+was issued, as its audit trail records them (``ssh.certificate_issued``)."""
 
 from __future__ import annotations
 
@@ -16,16 +17,36 @@ from jitgate.service.backend_ports import (
     BackendGrant,
     BackendProvider,
     BackendUnavailable,
+    CertificateAuthority,
     EnforcementUnitOfWork,
     EnforcementUnitOfWorkFactory,
     GrantSpec,
     Receipt,
+    Revocation,
     SessionRef,
     frozen_config,
 )
 from jitgate.service.context import Context
+from jitgate.service.enforcement_rows import CERTIFICATE_ISSUED, CERTIFICATES_REVOKED, Issued
+from jitgate.service.ports import AuditQuery, UnitOfWork
 
 log = logging.getLogger("jitgate.enforcement")
+#: More certificates than one grant is ever issued; the audit trail is read up to this.
+MAX_CERTIFICATES = 10_000
+
+
+def certificates_issued(uow: UnitOfWork, request_id: str, backend: str) -> list[Issued]:
+    """Every certificate ``backend`` issued for ``request_id``, from its audit events."""
+    query = AuditQuery(request_id=request_id, type=CERTIFICATE_ISSUED, limit=MAX_CERTIFICATES)
+    found = [Issued.of(e.data) for e in uow.audit.find(query) if e.data.get("backend") == backend]
+    return [issued for issued in found if issued is not None]
+
+
+def certificates_revoked(uow: UnitOfWork, request_id: str, backend: str) -> bool:
+    """Whether ``backend``'s certificates of ``request_id`` were listed in the KRL while the
+    grant still ran (its end moved in): none issued for it since is of any use."""
+    query = AuditQuery(request_id=request_id, type=CERTIFICATES_REVOKED, limit=MAX_CERTIFICATES)
+    return any(e.data.get("backend") == backend for e in uow.audit.find(query))
 
 
 class EnforcementBase:
@@ -137,3 +158,26 @@ class EnforcementBase:
         except Exception as exc:
             log.exception("backend %s raised unexpectedly", spec.backend)
             return f"unexpected {type(exc).__name__} in backend {spec.backend}"
+
+    def _revoke_outliving(self, request: AccessRequest, name: str, backend: Backend) -> None:
+        """The grant's end moved (in, when an extension was revoked): if ``name`` issued a
+        certificate for it valid past the end it now has, the grant's key id is listed in
+        the KRL now, not when the grant ends, so no certificate is honoured past
+        ``ends_at`` whatever the scheduler's lag (SPEC §9.6). The KRL revokes by key id,
+        the request id: the grant's later certificates too (``issue_certificate`` refuses
+        them). Audited once, as ``ssh.certificates_revoked``."""
+        if not isinstance(backend, CertificateAuthority) or request.ends_at is None:
+            return
+        now = self.ctx.clock.now()
+        with self.uow() as uow:
+            uow.backend_grants.get(request.id, name, for_update=True)  # one replica at a time
+            issued = certificates_issued(uow, request.id, name)
+            outliving = [c for c in issued if c.valid_before > request.ends_at]
+            if not outliving or certificates_revoked(uow, request.id, name):
+                uow.commit()  # nothing written: release SQLite's write lock
+                return
+            revocation = Revocation(backend.ca_public_key(), request.id)
+            uow.backend_grants.add_revoked_keys(name, request.id, (revocation,), now)
+            event = rows.certificates_revoked_event(request, name, outliving)
+            self.ctx.publish(uow, [event], request, now)
+            uow.commit()

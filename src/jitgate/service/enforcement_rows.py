@@ -5,6 +5,8 @@ audit events of backend outcomes."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +21,25 @@ BACKOFF_MAX = timedelta(minutes=5)
 
 
 INSTRUCTION = "instruction"  # in ``detail``: the id of the row's next (or retried) call
+CERTIFICATE_ISSUED = "ssh.certificate_issued"
+CERTIFICATES_REVOKED = "ssh.certificates_revoked"
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A certificate as ``ssh.certificate_issued`` records it: enough to know whether it
+    outlives its grant."""
+
+    serial: int | None
+    valid_before: datetime
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Issued | None:
+        before = data.get("valid_before")
+        if not isinstance(before, str):
+            return None
+        serial = data.get("serial")
+        return cls(serial if isinstance(serial, int) else None, datetime.fromisoformat(before))
 
 
 def instruction(row: BackendGrant | None) -> str:
@@ -106,6 +127,24 @@ def removed_event(request_id: str, row: BackendGrant, receipt: Receipt) -> Domai
         ended_early=row.ended_early,
         sessions_terminated=row.terminate,
         detail=dict(receipt.detail),
+    )
+
+
+def certificates_revoked_event(
+    request: AccessRequest, backend: str, outliving: Sequence[Issued]
+) -> DomainEvent:
+    """``ssh.certificates_revoked``: the grant's key id listed in the KRL while the grant
+    runs on, because these certificates were valid past the end it now has."""
+    return event(
+        CERTIFICATES_REVOKED,
+        request.id,
+        backend=backend,
+        key_id=request.id,
+        ends_at=window_end(request),
+        certificates=[
+            {"serial": c.serial, "valid_before": c.valid_before.isoformat()} for c in outliving
+        ],
+        reason="the grant's end moved in before these certificates' end",
     )
 
 

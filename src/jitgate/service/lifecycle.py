@@ -3,7 +3,8 @@
 
 Invariants: each batch is one transaction (rows locked, ``SKIP LOCKED`` on PostgreSQL, so
 replicas never double-process); every transition writes its audit event in that batch;
-a late tick changes nothing about honouring, which checks ``ends_at`` itself.
+a late tick changes nothing about honouring, which checks ``ends_at`` itself; the end of
+the sessions of the grants that ended is asked for before any backend is called.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from jitgate.domain.request import SYSTEM_ACTOR, AccessRequest
 from jitgate.domain.states import State
 from jitgate.service.activation import activate_request
 from jitgate.service.context import Context
+from jitgate.service.enforcement import end_sessions, sessions_must_end
 from jitgate.service.ports import DueKind, UnitOfWork
 from jitgate.service.requests import revoke_all
 
@@ -96,14 +98,21 @@ def warn_expiring(ctx: Context) -> int:
 
 
 def expire_grants(ctx: Context) -> int:
-    """``active -> expired`` at ``ends_at``; the event lists the sessions still open."""
+    """``active -> expired`` at ``ends_at``; the event lists the sessions still open. An
+    approved extension ends with the grant it extends, never at its own end while the
+    grant goes on (``AccessRequest.end_with_grant``)."""
     ended: list[AccessRequest] = []
 
     def step(uow: UnitOfWork, due: list[AccessRequest], now: datetime) -> None:
         open_sessions = uow.sessions.open_by_request([r.id for r in due])
-        for request in due:
+        originals = {r.id: r for r in due if r.extends is None}
+        for request in [*originals.values(), *(r for r in due if r.extends is not None)]:
             sessions = [s.as_dict() for s in open_sessions.get(request.id, [])]
-            if request.state is State.APPROVED:
+            if request.extends is not None:
+                grant = originals.get(request.extends) or uow.requests.get(request.extends)
+                assert grant is not None, "an extension's original is never deleted"
+                request.end_with_grant(grant, now, open_sessions=sessions)
+            elif request.state is State.APPROVED:
                 request.revoke(
                     SYSTEM_ACTOR,
                     reason="grant window ended before activation",
@@ -119,7 +128,10 @@ def expire_grants(ctx: Context) -> int:
         revoke_all(ctx, uow, waiting, actor=SYSTEM_ACTOR, reason=reason, now=now)
 
     count = _drain(ctx, "ended", step)
-    for request in ended:  # backends, and open sessions when they must end
+    for request in ended:  # first the sessions that must end: no backend call delays them
+        if sessions_must_end(ctx, request):
+            end_sessions(ctx, request)
+    for request in ended:  # then the backends (each retried on its own when it fails)
         ctx.grants.remove(request, ctx.clock.now())
     return count
 

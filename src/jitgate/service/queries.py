@@ -7,14 +7,15 @@ and to admins; to anyone else it does not exist (``NotFound``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from jitgate.domain.audit import AuditRecord, ChainCheck
 from jitgate.domain.errors import DomainError, Forbidden, NotFound
 from jitgate.domain.request import AccessRequest
 from jitgate.domain.states import State
 from jitgate.service.context import Context
-from jitgate.service.ports import AuditQuery, RequestQuery, Session, UnitOfWork
+from jitgate.service.ports import AuditQuery, Principal, RequestQuery, Session, UnitOfWork
+from jitgate.service.tokens import normal_principal
 
 
 @dataclass(frozen=True)
@@ -70,31 +71,35 @@ def list_requests(
     limit: int = 50,
     cursor: tuple[str, str] | None = None,
 ) -> Page:
-    """Newest first. Non-admins see their own requests, or with ``approver_me`` the ones
-    they approved or may decide."""
+    """Newest first. Admins see everyone's requests; others their own, or with
+    ``approver_me`` the ones they approved or may decide, or with someone else's
+    ``requester`` that person's requests they may see (``may_view``, as one request is
+    shown): never a refusal, never a request they could not open. The store selects by
+    ``state`` and ``requester`` (SQL); who may see each of those is checked here, as for
+    ``approver_me``. A ``next_cursor`` is given only when another request follows."""
     is_admin = ctx.policy.current.is_admin(viewer)
-    if not approver_me and not is_admin:
-        if requester not in (None, viewer):
-            raise Forbidden("only admins can list other people's requests")
+    if requester is None and not approver_me and not is_admin:
         requester = viewer
+    foreign = not is_admin and requester not in (None, viewer)
+
+    def listed(request: AccessRequest) -> bool:
+        if approver_me:
+            return _approver_of(ctx, request, viewer)
+        return not foreign or may_view(ctx, request, viewer)
+
     found: list[AccessRequest] = []
-    after = cursor
+    after, batch_size = cursor, limit * 2
     with ctx.uow(write=False) as uow:
-        while len(found) < limit:
-            batch = uow.requests.find(
-                RequestQuery(state=state, requester=requester, after=after, limit=limit * 2)
-            )
-            for request in batch:
-                if not approver_me or _approver_of(ctx, request, viewer):
-                    found.append(request)
-                if len(found) == limit:
-                    break
-            if len(batch) < limit * 2 or len(found) == limit:
+        while len(found) <= limit:  # one more than the page: does another follow?
+            query = RequestQuery(state=state, requester=requester, after=after, limit=batch_size)
+            batch = uow.requests.find(query)
+            found += [request for request in batch if listed(request)]
+            if len(batch) < batch_size:
                 break
             after = (batch[-1].created_at.isoformat(), batch[-1].id)
-    more = len(found) == limit
-    last = found[-1] if found and more else None
-    return Page(found, (last.created_at.isoformat(), last.id) if last else None)
+    items = found[:limit]
+    last = items[-1] if len(found) > limit else None
+    return Page(items, (last.created_at.isoformat(), last.id) if last else None)
 
 
 def _approver_of(ctx: Context, request: AccessRequest, viewer: str) -> bool:
@@ -128,14 +133,27 @@ def request_sessions(ctx: Context, *, request_id: str, viewer: str) -> list[Sess
         return uow.sessions.of_request(request_id)
 
 
-# -- evidence ------------------------------------------------------------------------------
+# -- the audit log -------------------------------------------------------------------------
 
 
-#: The state a request is in after each event that moves it (SPEC §3).
 def audit_events(ctx: Context, *, viewer: str, query: AuditQuery) -> list[AuditRecord]:
+    """The events ``query`` selects; its ``actor`` is read as events name one
+    (``normal_actor``): ``Sam@Example.com`` finds what ``sam@example.com`` did."""
     _admin_only(ctx, viewer)
+    if query.actor is not None:
+        query = replace(query, actor=normal_actor(query.actor))
     with ctx.uow(write=False) as uow:
         return uow.audit.find(query)
+
+
+def normal_actor(actor: str) -> str:
+    """An actor named as events name it: a gateway ``service:NAME`` by its name without
+    blanks around it (``normal_principal``), anyone else (a person's email, ``system``,
+    ``policy``) in the normal form of an email."""
+    kind, colon, name = actor.strip().partition(":")
+    if kind == "service" and colon:
+        return f"service:{normal_principal(Principal('service', name)).subject}"
+    return normal_principal(Principal("user", actor)).subject
 
 
 def audit_verify(ctx: Context, *, viewer: str) -> ChainCheck:

@@ -1,7 +1,8 @@
-"""Use cases that open requests: create (with ``Idempotency-Key``) and extend.
+"""Use cases that open requests: create and extend, both with ``Idempotency-Key``.
 
 Invariant: a replayed ``Idempotency-Key`` with the same body returns the first request and
-changes nothing; with another body it is refused.
+changes nothing; with another body it is refused. A create's keys are the requester's, an
+extension's those of the request it extends: the same key on both never collides.
 """
 
 from __future__ import annotations
@@ -62,30 +63,45 @@ def _replay(request: AccessRequest | None, seen_hash: str, body_hash: str | None
 def extend_request(
     ctx: Context, *, request_id: str, requester: str, duration: timedelta, reason: str
 ) -> AccessRequest:
+    """``extend_request_with_key`` without an ``Idempotency-Key``: the new request."""
+    return extend_request_with_key(
+        ctx, request_id=request_id, requester=requester, duration=duration, reason=reason
+    ).request
+
+
+def extend_request_with_key(
+    ctx: Context,
+    *,
+    request_id: str,
+    requester: str,
+    duration: timedelta,
+    reason: str,
+    idempotency_key: str | None = None,
+    body_hash: str | None = None,
+) -> Created:
     """A new request with ``extends`` that goes through the same approval (SPEC §3).
 
     Extending an extension extends its original: ``extends`` always names the request
     whose grant moves, so the role's maximum counts from that grant's start, and revoking
-    the original takes every extension with it."""
+    the original takes every extension with it. An ``idempotency_key`` is honoured as
+    ``create_request`` honours it, scoped to the request extended (``extension_keys``):
+    never the key of a create, nor of another request's extension."""
     now = ctx.clock.now()
     policy = ctx.policy.current
     requester = requester.strip().lower()
+    extension_id = ctx.ids()
     with ctx.uow() as uow:
         named = uow.requests.get(request_id)
         if named is None:
             raise NotFound(f"no request {request_id}")
         if named.requester != requester:
             raise refused(ctx, named, requester, "only the requester can extend a request")
-        original = uow.requests.get(named.extends or named.id, for_update=True)
-        assert original is not None, "an extension's original is never deleted"
-        for live in {named.id: named, original.id: original}.values():
-            if live.state not in (State.APPROVED, State.ACTIVE):
-                raise Conflict(
-                    f"request {live.id} is {live.state.value}; only a live grant extends"
-                )
-        assert original.ends_at is not None
-        if now >= original.ends_at:  # ended, whether or not the scheduler has recorded it
-            raise Conflict(f"grant of {original.id} ended at {original.ends_at.isoformat()}")
+        if idempotency_key:  # only the requester's own request gets this far
+            scope = extension_keys(named.id)
+            seen = uow.idempotency.claim(scope, idempotency_key, body_hash or "", extension_id, now)
+            if seen is not None:
+                return _replay(uow.requests.get(seen[1]), seen[0], body_hash)
+        original = _live_original(uow, named, now)
         headroom = _check_extendable(ctx, original)
         draft = Draft(
             roles=original.roles,
@@ -100,7 +116,7 @@ def extend_request(
             policy,
             draft,
             requester=requester,
-            request_id=ctx.ids(),
+            request_id=extension_id,
             now=now,
             extends=original.id,
         )
@@ -110,7 +126,27 @@ def extend_request(
         uow.commit()
     if request.state is State.APPROVED:  # approved at once: the backends hear the new end now
         follow_moved_end(ctx, original.id)
-    return request
+    return Created(request)
+
+
+def extension_keys(request_id: str) -> str:
+    """Whose ``Idempotency-Key`` an extension of ``request_id`` is: the request's own
+    scope (a create's is the requester's email, which holds an ``@``; an id never does)."""
+    return f"extend:{request_id}"
+
+
+def _live_original(uow: UnitOfWork, named: AccessRequest, now: datetime) -> AccessRequest:
+    """The request whose grant an extension of ``named`` moves, locked; ``Conflict``
+    unless both are live and the grant has not ended."""
+    original = uow.requests.get(named.extends or named.id, for_update=True)
+    assert original is not None, "an extension's original is never deleted"
+    for live in {named.id: named, original.id: original}.values():
+        if live.state not in (State.APPROVED, State.ACTIVE):
+            raise Conflict(f"request {live.id} is {live.state.value}; only a live grant extends")
+    assert original.ends_at is not None
+    if now >= original.ends_at:  # ended, whether or not the scheduler has recorded it
+        raise Conflict(f"grant of {original.id} ended at {original.ends_at.isoformat()}")
+    return original
 
 
 def _check_extendable(ctx: Context, original: AccessRequest) -> timedelta:

@@ -189,6 +189,21 @@ class SqlRequests:
         return found
 
 
+#: An extension's original, in the due clauses: an approved extension is part of its
+#: original's grant, so it runs (and ends) on the original's end, not its own.
+_ORIGINAL = R.alias("original")
+_LIVE_STATES = (State.APPROVED.value, State.ACTIVE.value)
+
+
+def _grant_runs(now: datetime) -> sa.ColumnElement[bool]:
+    """The extension's original is live and its end has not come."""
+    return sa.exists().where(
+        _ORIGINAL.c.id == R.c.extends,
+        _ORIGINAL.c.state.in_(_LIVE_STATES),
+        _ORIGINAL.c.ends_at > now,
+    )
+
+
 def _due_clause(kind: DueKind, now: datetime, horizon: datetime | None) -> sa.ColumnElement[bool]:
     state = R.c.state
     if kind == "pending_expired":
@@ -200,14 +215,24 @@ def _due_clause(kind: DueKind, now: datetime, horizon: datetime | None) -> sa.Co
             R.c.escalated.is_(False),
             R.c.expires_at > now,
         )
-    if kind == "activate":
-        return sa.and_(state == "approved", R.c.starts_at <= now, R.c.ends_at > now)
-    if kind == "expiring":
+    if kind == "activate":  # an extension's time runs on to its grant's end
+        return sa.and_(
+            state == "approved",
+            R.c.starts_at <= now,
+            sa.or_(R.c.ends_at > now, sa.and_(R.c.extends.is_not(None), _grant_runs(now))),
+        )
+    if kind == "expiring":  # only an original warns: of the grant's real end
         assert horizon is not None
         return sa.and_(
             state == "active",
             R.c.expiry_warned.is_(False),
+            R.c.extends.is_(None),
             R.c.ends_at <= horizon,
             R.c.ends_at > now,
         )
-    return sa.and_(state.in_(("active", "approved")), R.c.ends_at <= now)
+    # an extension's own end comes no later than its grant's: it is due once that ends too
+    return sa.and_(
+        state.in_(_LIVE_STATES),
+        R.c.ends_at <= now,
+        sa.or_(R.c.extends.is_(None), sa.not_(_grant_runs(now))),
+    )

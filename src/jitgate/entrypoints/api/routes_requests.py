@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 
+from jitgate.domain.approval import normal_email
 from jitgate.domain.creation import Draft
 from jitgate.domain.durations import parse_duration
 from jitgate.domain.errors import Invalid
@@ -38,6 +39,13 @@ def to_duration(value: str | int | None) -> timedelta | None:
 
 def _out(ctx: Context, request: Any) -> s.RequestOut:
     return s.request_out(request, ctx.policy.current.directory, ctx.clock.now())
+
+
+def _digest(body: s.Strict) -> str:
+    """What an ``Idempotency-Key`` was first used with: the body as read (its fields in
+    one order, defaults filled in), so the same JSON with its keys in another order, or a
+    default left out, is the same body."""
+    return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
 
 
 def encode_cursor(value: tuple[str, str] | None) -> str | None:
@@ -81,9 +89,12 @@ def create(
         start_at=body.start_at,
         cap=body.cap,
     )
-    digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     created = use.create_request(
-        app.ctx, requester=who, draft=draft, idempotency_key=idempotency_key, body_hash=digest
+        app.ctx,
+        requester=who,
+        draft=draft,
+        idempotency_key=idempotency_key,
+        body_hash=_digest(body),
     )
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -95,7 +106,14 @@ def list_requests(
     app: AppDep,
     who: UserDep,
     state: Literal["pending", "approved", "active", "expired", "denied", "revoked"] | None = None,
-    requester: Annotated[str | None, Query(max_length=320, description="an email, or `me`")] = None,
+    requester: Annotated[
+        str | None,
+        Query(
+            max_length=320,
+            description="an email, or `me`; someone else's requests are those you may see "
+            "(admins: all of them; others: those they may decide or decided)",
+        ),
+    ] = None,
     approver: Literal["me"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
@@ -104,7 +122,7 @@ def list_requests(
         app.ctx,
         viewer=who,
         state=state,
-        requester=who if requester == "me" else requester.lower() if requester else None,
+        requester=who if requester == "me" else normal_email(requester) if requester else None,
         approver_me=approver == "me",
         limit=limit,
         cursor=decode_cursor(cursor),
@@ -148,13 +166,28 @@ def revoke(request_id: str, body: s.ReasonBody, app: AppDep, who: UserDep) -> s.
 
 
 @router.post("/{request_id}/extend", status_code=201, response_model=s.RequestOut)
-def extend(request_id: str, body: s.ExtendBody, app: AppDep, who: UserDep) -> s.RequestOut:
+def extend(
+    request_id: str,
+    body: s.ExtendBody,
+    app: AppDep,
+    who: UserDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> s.RequestOut:
     duration = to_duration(body.duration)
     assert duration is not None
-    request = use.extend_request(
-        app.ctx, request_id=request_id, requester=who, duration=duration, reason=body.reason
+    extended = use.extend_request_with_key(
+        app.ctx,
+        request_id=request_id,
+        requester=who,
+        duration=duration,
+        reason=body.reason,
+        idempotency_key=idempotency_key,
+        body_hash=_digest(body),
     )
-    return _out(app.ctx, request)
+    if extended.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return _out(app.ctx, extended.request)
 
 
 @router.get("/{request_id}/events", response_model=s.AuditPage)

@@ -129,7 +129,8 @@ class AuthorizeBody(Strict):
 class SessionBody(Strict):
     user: Email
     resource: Name | None = None
-    kind: Name = "ssh"
+    # required (SPEC §4 ``{user, resource, kind}``): the audit and the evidence say it
+    kind: Name = Field(description="what the session is: `ssh`, `database`, `kubectl`…")
     type: Name | None = None
     environment: Name | None = None
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import wraps
 from typing import Any, NoReturn, ParamSpec, TypeVar
@@ -145,6 +146,28 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     widths = [max(len(row[i]) for row in text) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip() for row in text]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def more_follow(
+    what: str,
+    command: Sequence[str],
+    options: Mapping[str, str | bool | None],
+    cursor: str,
+    note: str = "",
+) -> None:
+    """Say on stderr, after a page of a list, that more ``what`` follow and the exact
+    command that shows the next page: ``command`` with ``options`` (``--key VALUE``, a flag
+    when ``True``, left out when empty: the filters the page was read with) and
+    ``--cursor CURSOR``. A page that is all there is says nothing."""
+    words = list(command)
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            words.append(flag)
+        elif value:
+            words += [flag, value]
+    line = f"more {what} follow: {shlex.join([*words, '--cursor', cursor])}{note}"
+    click.echo(line_safe(line), err=True)
 
 
 def emit_json(value: Any) -> None:

@@ -20,7 +20,14 @@ import click
 from jitgate.domain.durations import format_duration, parse_duration
 from jitgate.domain.states import State
 from jitgate.entrypoints.cli.client import Api, an_id, segment, with_api
-from jitgate.entrypoints.cli.common import cannot, emit_json, fail, line_safe, table
+from jitgate.entrypoints.cli.common import (
+    cannot,
+    emit_json,
+    fail,
+    line_safe,
+    more_follow,
+    table,
+)
 
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 quiet_flag = click.option("-q", "--quiet", is_flag=True, help="Print only the request id.")
@@ -266,26 +273,47 @@ def show(api: Api, request_id: str, as_json: bool) -> None:
     _show_request_and_backends(api, api.get(f"/v1/requests/{segment(request_id)}"), as_json)
 
 
+_LS_PAGE = 50
+
+
 @click.command("ls")
 @click.option("--state", type=click.Choice([s.value for s in State]), default=None)
-@click.option("--requester", default=None, help="Someone else's (admins).")
+@click.option(
+    "--requester",
+    default=None,
+    help="Someone else's: admins see all of them, others those they may decide or decided.",
+)
 @click.option("--to-approve", is_flag=True, help="Pending requests you may decide.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+@click.option("--limit", default=_LS_PAGE, show_default=True, type=click.IntRange(1, 500))
+@click.option(
+    "--cursor",
+    default=None,
+    metavar="CURSOR",
+    help="Start after the page that gave CURSOR: the next page (the line after the table, "
+    "or next_cursor in --json, gives it).",
+)
 @json_flag
 @with_api
 def ls(
-    api: Api, state: str | None, requester: str | None, to_approve: bool, limit: int, as_json: bool
+    api: Api,
+    state: str | None,
+    requester: str | None,
+    to_approve: bool,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
 ) -> None:
-    """List requests, newest first."""
-    if to_approve:
-        if state not in (None, "pending"):
-            fail("--to-approve lists pending requests only; leave out --state")
-        state = "pending"  # approver=me alone also lists the ones already decided
+    """List requests, newest first, one page of --limit at a time; when more follow, the
+    table is followed (on stderr) by the command that shows the next page."""
+    if to_approve and state not in (None, "pending"):
+        fail("--to-approve lists pending requests only; leave out --state")
     params: dict[str, Any] = {"limit": limit}
     for key, value in (
-        ("state", state),
+        # approver=me alone also lists the ones already decided
+        ("state", "pending" if to_approve else state),
         ("requester", requester),
         ("approver", "me" if to_approve else None),
+        ("cursor", cursor),
     ):
         if value:
             params[key] = value
@@ -306,6 +334,10 @@ def ls(
         for r in page["items"]
     ]
     click.echo(table(rows, ["id", "state", "requester", "roles", "for", "ends", "reason"]))
+    if page.get("next_cursor"):
+        given = {"state": state, "requester": requester, "to_approve": to_approve}
+        paged = {**given, "limit": str(limit) if limit != _LS_PAGE else None}
+        more_follow("requests", ["jitgate", "ls"], paged, str(page["next_cursor"]))
 
 
 @click.command()
