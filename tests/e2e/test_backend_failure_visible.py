@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -55,15 +55,21 @@ backends:
 
 
 class Sink:
-    """A webhook receiver answering ``status`` to every POST."""
+    """A webhook receiver answering ``status`` to every POST and recording the instruction
+    types with the status it answered; ``on_post`` (if set) runs before it answers."""
 
-    def __init__(self) -> None:
-        self.status = 500
+    def __init__(self, status: int = 500) -> None:
+        self.status = status
+        self.seen: list[tuple[str, int]] = []
+        self.on_post: Callable[[dict[str, Any]], None] | None = None
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["content-length"]))
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                if sink.on_post is not None:
+                    sink.on_post(body)
+                sink.seen.append((body["type"], sink.status))
                 self.send_response(sink.status)
                 self.send_header("content-length", "0")
                 self.end_headers()

@@ -11,15 +11,13 @@ an admin's early revoke left them running for as long as the backend was down.
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_backend_failure_visible import Sink
 
 from jitgate.service import lifecycle
 from jitgate.service.reconcile import enforcement_of
@@ -50,42 +48,9 @@ backends:
 """
 
 
-class Target:
-    """The webhook backend's target: answers ``status`` to every POST, records the types;
-    ``on_post`` (if set) runs before it answers."""
-
-    def __init__(self) -> None:
-        self.status = 204
-        self.seen: list[tuple[str, int]] = []
-        self.on_post: Callable[[dict[str, Any]], None] | None = None
-        target = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                if target.on_post is not None:
-                    target.on_post(body)
-                target.seen.append((body["type"], target.status))
-                self.send_response(target.status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def target() -> Iterator[Target]:
-    running = Target()
+def target() -> Iterator[Sink]:
+    running = Sink(status=204)
     try:
         yield running
     finally:
@@ -100,7 +65,7 @@ def jitgate(db_url: str, tmp_path: Path, start: datetime, url: str, sessions: st
 
 @pytest.fixture
 def served_with(
-    db_url: str, tmp_path: Path, start: datetime, target: Target, monkeypatch: pytest.MonkeyPatch
+    db_url: str, tmp_path: Path, start: datetime, target: Sink, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Any]:
     monkeypatch.setenv("JG_DOWN_HOOK_SECRET", "whsec_c3VwZXJzZWNyZXRrZXktMDEyMzQ1Njc4OWFiY2RlZg==")
     running: list[Served] = []
@@ -148,7 +113,7 @@ def asked(served: Served, request_id: str) -> list[dict[str, Any]]:
     return [e for e in events if e["type"] == "session.termination_requested"]
 
 
-def back_up_and_retried(served: Served, target: Target) -> None:
+def back_up_and_retried(served: Served, target: Sink) -> None:
     """The backend answers again; the removal is retried (as the scheduler's job does)."""
     target.status = 204
     for _ in range(3):
@@ -157,7 +122,7 @@ def back_up_and_retried(served: Served, target: Target) -> None:
 
 
 def test_an_admins_revoke_asks_for_the_end_of_sessions_while_the_backend_is_down(
-    served_with: Any, target: Target
+    served_with: Any, target: Sink
 ) -> None:
     served: Served = served_with("continue")
     rid, sid, _ends = granted_with_a_session(served)
@@ -189,7 +154,7 @@ def test_an_admins_revoke_asks_for_the_end_of_sessions_while_the_backend_is_down
 
 
 def test_expiry_with_terminate_asks_for_the_end_of_sessions_while_the_backend_is_down(
-    served_with: Any, target: Target
+    served_with: Any, target: Sink
 ) -> None:
     served: Served = served_with("terminate")
     rid, sid, ends_at = granted_with_a_session(served)
@@ -210,7 +175,7 @@ def test_expiry_with_terminate_asks_for_the_end_of_sessions_while_the_backend_is
 
 
 def test_expiry_with_continue_leaves_sessions_alone_whatever_the_backend(
-    served_with: Any, target: Target
+    served_with: Any, target: Sink
 ) -> None:
     served: Served = served_with("continue")
     rid, sid, ends_at = granted_with_a_session(served)
@@ -224,7 +189,7 @@ def test_expiry_with_continue_leaves_sessions_alone_whatever_the_backend(
 
 
 def test_no_backend_call_delays_the_end_of_the_sessions_of_the_grants_that_ended(
-    served_with: Any, target: Target
+    served_with: Any, target: Sink
 ) -> None:
     """Grants ending in the same tick: every session that must end is asked to end before
     the first backend call of any of them (a backend that hangs until its deadline would
